@@ -1,0 +1,63 @@
+"""Trial configuration: names and ranges that are data, not code.
+
+The defaults describe the Jelen et al. (2025) design: ketamine after naltrexone or placebo,
+Glx/tNAA from fMRS, MADRS rated before and on day 1. Another drug, metabolite or rating scale
+is another :class:`TrialConfig`, not another code path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class TrialConfig:
+    """Names, codes and ranges of one crossover trial.
+
+    Parameters
+    ----------
+    conditions : (str, str), default ("placebo", "naltrexone")
+        Reference condition (coded c = 0) and the pretreatment under study (c = 1).
+    sexes : (str, str), default ("female", "male")
+        Sex codes as they appear in the data; coded -1/2 and +1/2 in the models, so main
+        effects are averages over the two sexes.
+    scale : str, default "MADRS"
+        Rating scale name, used in labels and units.
+    score_max : int, default 60
+        Highest possible total score (MADRS: 10 items x 6).
+    n_items, item_max : int, default 10, 6
+        Number of items and the highest item score (items scored 0..item_max).
+    metabolite : str, default "Glx/tNAA"
+        Name of the fMRS outcome (a ratio, so > 0), used in labels and units.
+    drug : str, default "ketamine"
+        The challenge drug given in every session.
+    infusion_min : float, default 40.0
+        Infusion length in minutes; time 0 is infusion start.
+    crlb_max : float, default 20.0
+        Quality cut-off: fMRS blocks whose CRLB (%) exceeds it are excluded and reported.
+    """
+
+    conditions: tuple[str, str] = ("placebo", "naltrexone")
+    sexes: tuple[str, str] = ("female", "male")
+    scale: str = "MADRS"
+    score_max: int = 60
+    n_items: int = 10
+    item_max: int = 6
+    metabolite: str = "Glx/tNAA"
+    drug: str = "ketamine"
+    infusion_min: float = 40.0
+    crlb_max: float = 20.0
+
+    @property
+    def reference(self) -> str:
+        """The reference (control) condition, coded 0."""
+        return self.conditions[0]
+
+    @property
+    def active(self) -> str:
+        """The pretreatment under study, coded 1."""
+        return self.conditions[1]
+
+    def item_columns(self, visit: str) -> list[str]:
+        """Names of the item-score columns for ``visit`` ("baseline" or "day1")."""
+        return [f"{visit}_item{k}" for k in range(1, self.n_items + 1)]

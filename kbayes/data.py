@@ -1,0 +1,292 @@
+"""TrialData: the three validated tables of a crossover pharmaco-imaging trial.
+
+Tables (long format, canonical column names; other names are mapped with ``columns=``):
+
+=============  ==========================  ===============================================
+table          one row per                 columns
+=============  ==========================  ===============================================
+participants   participant                 participant, sex, optional covariates
+sessions       participant x period        participant, period, condition, madrs_baseline,
+                                           madrs_day1, optional baseline_item1..N and
+                                           day1_item1..N
+mrs            participant x period x      participant, period, block, time_min, glx_ratio
+               block                       (or glx and tnaa), crlb (or crlb_glx, crlb_tnaa)
+=============  ==========================  ===============================================
+
+``time_min`` is minutes from infusion start (negative = before infusion); ``crlb`` is the
+Cramér-Rao lower bound in percent, i.e. a relative SD.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from kbayes.config import TrialConfig
+from kbayes.errors import DataError
+from kbayes.validate import validate_tables
+
+if TYPE_CHECKING:
+    from kbayes.simulate import Truth
+
+log = logging.getLogger("kbayes")
+
+TABLES = ("participants", "sessions", "mrs")
+EXCLUSION_COLUMNS = ["table", "participant", "period", "block", "action", "reason"]
+
+
+def infusion_profile(time_min, shape: str = "step", infusion_min: float = 40.0) -> np.ndarray:
+    """g(t): 0 before infusion start, rising to 1 during it.
+
+    ``shape="step"`` jumps to 1 at t = 0; ``shape="ramp"`` rises linearly over the infusion
+    (1 at ``infusion_min`` minutes and after).
+    """
+    t = np.asarray(time_min, dtype=float)
+    if shape == "step":
+        return (t >= 0).astype(float)
+    if shape == "ramp":
+        return np.clip(t / infusion_min, 0.0, 1.0)
+    raise ValueError(f"unknown infusion profile shape {shape!r}; expected 'step' or 'ramp'")
+
+
+def combine_ratio(mrs: pd.DataFrame) -> pd.DataFrame:
+    """Glx/tNAA from separate ``glx`` and ``tnaa`` columns.
+
+    The ratio's relative SD combines the two CRLBs in quadrature,
+    ``crlb = sqrt(crlb_glx**2 + crlb_tnaa**2)``: first-order error propagation that ignores
+    the correlation of the two estimates (they come from one fit of one spectrum), so it is
+    an approximation, usually a slight overstatement.
+    """
+    out = mrs.copy()
+    if "glx_ratio" not in out and {"glx", "tnaa"} <= set(out):
+        out["glx_ratio"] = out["glx"] / out["tnaa"]
+        out = out.drop(columns=["glx", "tnaa"])
+    if "crlb" not in out and {"crlb_glx", "crlb_tnaa"} <= set(out):
+        out["crlb"] = np.hypot(out["crlb_glx"], out["crlb_tnaa"])
+        out = out.drop(columns=["crlb_glx", "crlb_tnaa"])
+    return out
+
+
+def _read_table(name: str, path: str | Path, columns: dict[str, str]) -> pd.DataFrame:
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"table {name!r}: file {str(path)!r} does not exist")
+    id_sources = [src for src, dst in columns.items() if dst == "participant"] + ["participant"]
+    try:
+        if path.suffix.lower() in {".parquet", ".pq"}:
+            df = pd.read_parquet(path)
+        else:
+            sep = "\t" if path.suffix.lower() in {".tsv", ".tab"} else ","
+            df = pd.read_csv(path, sep=sep, dtype={c: str for c in id_sources})
+    except pd.errors.EmptyDataError:
+        raise DataError(f"table {name!r}: file {str(path)!r} is empty (no header row)") from None
+    except (pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError) as exc:
+        raise DataError(f"table {name!r}: cannot read {str(path)!r}: {exc}") from None
+    if df.empty:
+        raise DataError(f"table {name!r}: file {str(path)!r} has a header but no rows")
+    return df
+
+
+class TrialData:
+    """Validated tables of one crossover trial.
+
+    Parameters
+    ----------
+    participants, sessions, mrs : pandas.DataFrame
+        The three tables (see the module docstring for their columns).
+    columns : dict, optional
+        Source name -> canonical name, applied to every table, e.g. ``{"subject":
+        "participant"}``. A column named like ``config.metabolite`` ("Glx/tNAA") is read as
+        ``glx_ratio``; separate ``glx`` and ``tnaa`` columns are combined (:func:`combine_ratio`).
+    config : TrialConfig, optional
+        Condition and sex codes, scale ranges and the CRLB cut-off.
+
+    Raises
+    ------
+    kbayes.DataError
+        Naming the table, column, first offending rows (and their count) and what was expected.
+
+    Attributes
+    ----------
+    exclusions : pandas.DataFrame
+        What was excluded (CRLB above ``config.crlb_max``) or kept but is incomplete (one
+        period only, missing blocks): one row each, with table, ids, action and reason.
+    truth : kbayes.Truth or None
+        Parameter values and true estimands when the data were simulated.
+    """
+
+    def __init__(
+        self,
+        participants: pd.DataFrame,
+        sessions: pd.DataFrame,
+        mrs: pd.DataFrame,
+        *,
+        columns: dict[str, str] | None = None,
+        config: TrialConfig | None = None,
+    ):
+        self.config = config or TrialConfig()
+        mapping = {self.config.metabolite: "glx_ratio", **(columns or {})}
+        raw = {}
+        for name, df in zip(TABLES, (participants, sessions, mrs), strict=True):
+            if not isinstance(df, pd.DataFrame):
+                raise DataError(f"table {name!r}: expected a pandas DataFrame, got {type(df)}")
+            raw[name] = df.rename(columns=mapping)
+        raw["mrs"] = combine_ratio(raw["mrs"])
+        tables, exclusions = validate_tables(**raw, config=self.config)
+        self.participants: pd.DataFrame = tables["participants"]
+        self.sessions: pd.DataFrame = tables["sessions"]
+        self.mrs: pd.DataFrame = tables["mrs"]
+        self.exclusions: pd.DataFrame = exclusions.reindex(columns=EXCLUSION_COLUMNS)
+        self.truth: Truth | None = None
+        for row in self.exclusions.itertuples():
+            log.warning("%s: %s (%s)", row.table, row.reason, row.action)
+
+    @classmethod
+    def from_files(
+        cls,
+        participants: str | Path,
+        sessions: str | Path,
+        mrs: str | Path,
+        *,
+        columns: dict[str, str] | None = None,
+        config: TrialConfig | None = None,
+    ) -> TrialData:
+        """Read the three tables from CSV, TSV or Parquet files (chosen by suffix)."""
+        columns = columns or {}
+        frames = {
+            name: _read_table(name, path, columns)
+            for name, path in zip(TABLES, (participants, sessions, mrs), strict=True)
+        }
+        return cls(**frames, columns=columns, config=config)
+
+    @classmethod
+    def from_folder(cls, folder: str | Path, **kwargs: Any) -> TrialData:
+        """Read ``participants``, ``sessions`` and ``mrs`` (.csv, .tsv or .parquet) from a folder."""
+        folder = Path(folder)
+        paths = {}
+        for name in TABLES:
+            found = sorted(
+                p for p in folder.glob(f"{name}.*") if p.suffix in {".csv", ".tsv", ".parquet"}
+            )
+            if not found:
+                raise DataError(f"table {name!r}: no {name}.csv/.tsv/.parquet in {str(folder)!r}")
+            paths[name] = found[0]
+        return cls.from_files(**paths, **kwargs)
+
+    def to_files(self, folder: str | Path, fmt: str = "csv") -> Path:
+        """Write the three tables to ``folder`` as CSV or Parquet; returns the folder."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in TABLES:
+            df = getattr(self, name)
+            if fmt == "csv":
+                df.to_csv(folder / f"{name}.csv", index=False)
+            elif fmt == "parquet":
+                df.to_parquet(folder / f"{name}.parquet", index=False)
+            else:
+                raise ValueError(f"fmt must be 'csv' or 'parquet', not {fmt!r}")
+        return folder
+
+    # --- views -------------------------------------------------------------------------
+    @property
+    def coords(self) -> dict[str, list]:
+        """Named coordinates: participant, period, block, condition, sex."""
+        return {
+            "participant": self.participants["participant"].tolist(),
+            "period": sorted(self.sessions["period"].unique().tolist()),
+            "block": sorted(self.mrs["block"].unique().tolist()),
+            "condition": list(self.config.conditions),
+            "sex": list(self.config.sexes),
+        }
+
+    @property
+    def has_items(self) -> bool:
+        """Whether item scores are present for both visits."""
+        cols = self.config.item_columns("baseline") + self.config.item_columns("day1")
+        return set(cols) <= set(self.sessions)
+
+    def session_table(self, shape: str = "step") -> pd.DataFrame:
+        """Sessions joined with sex, improvement and the observed glutamate change.
+
+        ``improvement`` = baseline - day-1 score (points; positive = better). ``dglx_obs`` is
+        the per-session least-squares slope of the ratio on g(t) (ratio units): with a step
+        profile, the mean during infusion minus the mean before it. NaN where a session has no
+        blocks both before and during the infusion.
+        """
+        s = self.sessions.merge(self.participants[["participant", "sex"]], on="participant")
+        s["improvement"] = s["madrs_baseline"] - s["madrs_day1"]
+        g = infusion_profile(self.mrs["time_min"], shape, self.config.infusion_min)
+        m = self.mrs.assign(g=g)
+
+        def slope(block: pd.DataFrame) -> float:
+            x = block["g"].to_numpy()
+            if np.ptp(x) == 0:
+                return np.nan
+            return float(np.polyfit(x, block["glx_ratio"].to_numpy(), 1)[0])
+
+        d = m.groupby(["participant", "period"])[["g", "glx_ratio"]].apply(slope)
+        s = s.merge(d.rename("dglx_obs").reset_index(), on=["participant", "period"], how="left")
+        return s
+
+    def to_xarray(self) -> xr.Dataset:
+        """All tables as one Dataset with coords participant, period and block.
+
+        Sessions or blocks that were not observed are NaN (condition: empty string).
+        """
+        p = self.participants.set_index("participant")
+        s = self.session_table().set_index(["participant", "period"]).drop(columns="sex")
+        m = self.mrs.set_index(["participant", "period", "block"])
+        ds = xr.merge(
+            [xr.Dataset.from_dataframe(p), xr.Dataset.from_dataframe(s), xr.Dataset.from_dataframe(m)]
+        )
+        ds = ds.reindex(participant=self.coords["participant"])
+        ds["condition"] = ds["condition"].fillna("")
+        ds.attrs.update(
+            conditions=list(self.config.conditions),
+            scale=self.config.scale,
+            metabolite=self.config.metabolite,
+            drug=self.config.drug,
+        )
+        return ds
+
+    def describe(self) -> pd.DataFrame:
+        """Per-condition summary: n sessions, mean and SD of baseline and day-1 score,
+        improvement (points) and observed glutamate change (ratio units)."""
+        s = self.session_table()
+        cols = {"madrs_baseline": "baseline", "madrs_day1": "day1", "improvement": "improvement",
+                "dglx_obs": "dglx"}
+        agg = s.groupby("condition")[list(cols)].agg(["mean", "std"])
+        agg.columns = [f"{cols[c]}_{stat}" for c, stat in agg.columns]
+        agg.insert(0, "n", s.groupby("condition").size())
+        return agg.reindex(list(self.config.conditions))
+
+    def summary(self) -> str:
+        """A few plain-language lines: sizes, completeness and exclusions."""
+        n_p = len(self.participants)
+        per = self.sessions.groupby("participant").size()
+        lines = [
+            f"{n_p} participants ({', '.join(f'{k}: {v}' for k, v in self.participants['sex'].value_counts().items())}), "
+            f"{len(self.sessions)} sessions, {len(self.mrs)} fMRS blocks.",
+            f"{int((per == per.max()).sum())} participants completed every period; "
+            f"{int((per < per.max()).sum())} did not.",
+        ]
+        if len(self.exclusions):
+            counts = self.exclusions.groupby(["action", "reason"]).size()
+            lines.append(f"{len(self.exclusions)} exclusion/completeness notes:")
+            lines += [f"  {action}: {reason} ({n})" for (action, reason), n in counts.items()]
+        else:
+            lines.append("No exclusions.")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return f"TrialData(\n  {self.summary().replace(chr(10), chr(10) + '  ')}\n)"
+
+    def replace(self, **tables: pd.DataFrame) -> TrialData:
+        """A new TrialData with some tables replaced (validated again)."""
+        frames = {name: tables.get(name, getattr(self, name)) for name in TABLES}
+        return TrialData(**frames, config=self.config)
