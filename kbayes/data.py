@@ -29,7 +29,7 @@ import xarray as xr
 
 from kbayes.config import TrialConfig
 from kbayes.errors import DataError
-from kbayes.validate import validate_tables
+from kbayes.validate import as_numbers, validate_tables
 
 if TYPE_CHECKING:
     from kbayes.simulate import Truth
@@ -60,14 +60,17 @@ def combine_ratio(mrs: pd.DataFrame) -> pd.DataFrame:
     The ratio's relative SD combines the two CRLBs in quadrature,
     ``crlb = sqrt(crlb_glx**2 + crlb_tnaa**2)``: first-order error propagation that ignores
     the correlation of the two estimates (they come from one fit of one spectrum), so it is
-    an approximation, usually a slight overstatement.
+    an approximation, usually a slight overstatement. Raises DataError where a source value
+    is not a number.
     """
     out = mrs.copy()
     if "glx_ratio" not in out and {"glx", "tnaa"} <= set(out):
-        out["glx_ratio"] = out["glx"] / out["tnaa"]
+        glx, tnaa = as_numbers("mrs", out, ["glx", "tnaa"])
+        out["glx_ratio"] = (glx / tnaa).to_numpy()
         out = out.drop(columns=["glx", "tnaa"])
     if "crlb" not in out and {"crlb_glx", "crlb_tnaa"} <= set(out):
-        out["crlb"] = np.hypot(out["crlb_glx"], out["crlb_tnaa"])
+        crlb_glx, crlb_tnaa = as_numbers("mrs", out, ["crlb_glx", "crlb_tnaa"])
+        out["crlb"] = np.hypot(crlb_glx, crlb_tnaa).to_numpy()
         out = out.drop(columns=["crlb_glx", "crlb_tnaa"])
     return out
 

@@ -1,10 +1,323 @@
-"""Validation of the three trial tables (pandera schemas + cross-table rules)."""
+"""Validation of the three trial tables: pandera schemas for columns, pandas for rows.
+
+:func:`validate_tables` works in stages and each stage reports *all* its problems in one
+:class:`~kbayes.errors.DataError`, one line per failed rule, written by :func:`_problem`:
+
+1. shape: every table has rows, unique column names and its required columns (item
+   columns of a visit: all or none);
+2. columns (pandera, lazy): no missing values, numbers where numbers belong (numbers
+   written as text, e.g. ``"30"``, are accepted; other text, booleans and dates are not),
+   whole numbers for periods, blocks and scores (``30.0`` is fine, ``30.5`` is not),
+   ranges, codes from the :class:`~kbayes.config.TrialConfig`;
+3. rows (pandas, on normalised dtypes): unique keys, each condition at most once per
+   participant, every session's participant and every block's session known, block times
+   increasing, item scores summing to the visit's total;
+4. reports, not errors: blocks with CRLB above ``config.crlb_max`` are removed and listed
+   as ``"excluded"``; a participant with one period only or without sessions, a session
+   with fewer blocks than the most complete one, without blocks or with every block
+   excluded are kept and listed as ``"kept"``.
+
+Rows are numbered from 0 in the order given (row 0 is the first row under a CSV header),
+and named by their participant, period and block where the table has them. Unknown
+columns are kept unchanged in every table: covariates in ``participants``, anything else
+(scanner, rater, notes) in ``sessions`` and ``mrs``. Returned tables are sorted by
+participant (natural order: P2 before P10), period and block, with a fresh index.
+"""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable, Iterable
+
+import numpy as np
 import pandas as pd
+import pandera.pandas as pa
 
 from kbayes.config import TrialConfig
+from kbayes.errors import DataError
+
+MAX_ROWS = 5
+VISITS = ("baseline", "day1")
+IDS = ["participant", "period", "block"]
+KEYS = {"participants": IDS[:1], "sessions": IDS[:2], "mrs": IDS}
+REQUIRED = {
+    "participants": ["participant", "sex"],
+    "sessions": ["participant", "period", "condition", "madrs_baseline", "madrs_day1"],
+    "mrs": ["participant", "period", "block", "time_min", "glx_ratio", "crlb"],
+}
+ALTERNATIVES = {"glx_ratio": " (or both glx and tnaa)", "crlb": " (or crlb_glx and crlb_tnaa)"}
+EXCLUSION_COLUMNS = ["table", "participant", "period", "block", "action", "reason"]
+
+
+def _show(value: object) -> str:
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def _problem(
+    table: str,
+    column: str | list[str] | None,
+    expected: str,
+    df: pd.DataFrame | None = None,
+    rows: Iterable[int] | None = None,
+    found: pd.Series | None = None,
+) -> list[str]:
+    """The line of a DataError for one failed rule: table, column(s), expectation, rows.
+
+    Each failing row is shown by number, ids and what was found (``found``, as text; by
+    default the column's value, nothing for several columns), at most ``MAX_ROWS`` of
+    them, then the count of the others. Returns ``[]`` if ``rows`` is given but empty.
+    """
+    column = column[0] if isinstance(column, list) and len(column) == 1 else column
+    where = f"table {table!r}"
+    if isinstance(column, str):
+        where += f", column {column!r}"
+        found = df[column].map(_show) if found is None and df is not None else found
+    elif column:
+        where += ", columns " + ", ".join(map(repr, column))
+    if rows is None:
+        return [f"{where}: expected {expected}"]
+    rows = sorted(rows)
+    shown = []
+    for r in rows[:MAX_ROWS]:
+        ids = ", ".join(f"{c} {_show(df.at[r, c])}" for c in IDS if c in df)
+        shown.append(f"row {r} ({ids})" + ("" if found is None else f": {found[r]}"))
+    more = f"; and {len(rows) - MAX_ROWS} more" if len(rows) > MAX_ROWS else ""
+    n = f"{len(rows)} row{'s' * (len(rows) > 1)}"
+    return [f"{where}: expected {expected}; {n} failed: " + "; ".join(shown) + more] if rows else []
+
+
+def _raise(problems: list[str]) -> None:
+    if problems:
+        raise DataError("\n".join(problems))
+
+
+def _number(s: pd.Series) -> pd.Series:
+    """Values as floats; NaN where a value is not a number (text, booleans, dates, missing)."""
+    if s.dtype == object:
+        ok = s.map(
+            lambda v: isinstance(v, str | int | float | np.number) and not isinstance(v, bool)
+        )
+        s = s.where(ok)
+    elif pd.api.types.is_bool_dtype(s) or not (
+        pd.api.types.is_numeric_dtype(s) or pd.api.types.is_string_dtype(s)
+    ):
+        return pd.Series(np.nan, index=s.index)
+    return pd.to_numeric(s, errors="coerce").astype(float)
+
+
+def as_numbers(table: str, df: pd.DataFrame, columns: list[str]) -> list[pd.Series]:
+    """The ``columns`` of ``df`` as floats, or a DataError naming the rows that are not numbers.
+
+    Used where values are computed with before validation (e.g. :func:`kbayes.data.combine_ratio`).
+    """
+    df = df.reset_index(drop=True)
+    values = [_number(df[c]) for c in columns]
+    problems = []
+    for c, x in zip(columns, values, strict=True):
+        problems += _problem(table, c, "a number", df, df.index[x.isna()])
+    _raise(problems)
+    return values
+
+
+def _column(ok: Callable[[pd.Series], pd.Series], expected: str) -> pa.Column:
+    return pa.Column(checks=pa.Check(ok, error=expected), nullable=False)
+
+
+def _numeric(
+    expected: str,
+    lo: float = -np.inf,
+    hi: float = np.inf,
+    *,
+    whole: bool = False,
+    above: bool = False,
+) -> pa.Column:
+    """Rule: finite numbers from ``lo`` (excluded if ``above``) to ``hi``, whole if asked."""
+
+    def ok(s: pd.Series) -> pd.Series:
+        x = _number(s)
+        good = np.isfinite(x) & ((x > lo) if above else (x >= lo)) & (x <= hi)
+        return good & (x % 1 == 0) if whole else good
+
+    return _column(ok, expected)
+
+
+def _schemas(config: TrialConfig, items: list[str]) -> dict[str, pa.DataFrameSchema]:
+    """Per-column rules of each table; ``items`` are the item columns present in sessions."""
+    score = _numeric(f"a whole number 0-{config.score_max}", 0, config.score_max, whole=True)
+    item = _numeric(f"a whole number 0-{config.item_max}", 0, config.item_max, whole=True)
+    period = _numeric("a whole number >= 1", 1, whole=True)
+    participant = _column(lambda s: s.astype(str).str.strip() != "", "a non-empty participant ID")
+
+    def codes(values: tuple[str, ...]) -> pa.Column:
+        ok = lambda s: s.astype(str).isin(list(values))  # noqa: E731
+        return _column(ok, "one of " + ", ".join(map(repr, values)))
+
+    sessions = {"participant": participant, "period": period, "condition": codes(config.conditions)}
+    mrs = {
+        "participant": participant,
+        "period": period,
+        "block": _numeric("a whole number >= 0", 0, whole=True),
+        "time_min": _numeric("a finite number of minutes"),
+        "glx_ratio": _numeric("a finite number > 0", 0, above=True),
+        "crlb": _numeric("a number 0-999 (%)", 0, 999),
+    }
+    return {
+        "participants": pa.DataFrameSchema(
+            {"participant": participant, "sex": codes(config.sexes)}
+        ),
+        "sessions": pa.DataFrameSchema(
+            sessions | {"madrs_baseline": score, "madrs_day1": score} | dict.fromkeys(items, item)
+        ),
+        "mrs": pa.DataFrameSchema(mrs),
+    }
+
+
+def _item_columns(sessions: pd.DataFrame, config: TrialConfig) -> list[str]:
+    """Item columns of the visits that have any."""
+    return [
+        c
+        for visit in VISITS
+        if any(c in sessions for c in config.item_columns(visit))
+        for c in config.item_columns(visit)
+    ]
+
+
+def _shape_problems(tables: dict[str, pd.DataFrame], config: TrialConfig) -> list[str]:
+    """Stage 1: rows, unique column names, required columns."""
+    problems = []
+    for name, df in tables.items():
+        found = list(map(str, df.columns))
+        hint = "; is the delimiter right?" if any(re.search("[;\t,|]", c) for c in found) else ""
+        required = REQUIRED[name] + (_item_columns(df, config) if name == "sessions" else [])
+        for c in (c for c in required if c not in df):
+            expected = f"a column named {c!r}{ALTERNATIVES.get(c, '')}; found {found}{hint}"
+            problems += _problem(name, c, expected)
+        for c in df.columns[df.columns.duplicated()].unique():
+            problems += _problem(name, c, "one column of this name (check the column mapping)")
+        if df.empty:
+            problems += _problem(name, None, "at least one row; the table is empty")
+    return problems
+
+
+def _column_problems(tables: dict[str, pd.DataFrame], config: TrialConfig) -> list[str]:
+    """Stage 2: pandera's failure cases, one line per column and rule."""
+    problems = []
+    for name, schema in _schemas(config, _item_columns(tables["sessions"], config)).items():
+        try:
+            schema.validate(tables[name], lazy=True)
+        except pa.errors.SchemaErrors as exc:
+            cases = exc.failure_cases
+            for (column, check), failed in cases.groupby(["column", "check"], sort=False):
+                expected = "a value (no missing values)" if check == "not_nullable" else check
+                problems += _problem(name, column, expected, tables[name], failed["index"])
+    return problems
+
+
+def _as_id(s: pd.Series) -> pd.Series:
+    """Participant IDs as text; whole numbers without a decimal point (1.0 -> "1")."""
+    if pd.api.types.is_numeric_dtype(s) and (s % 1 == 0).all():
+        s = s.astype("int64")
+    return s.astype(str)
+
+
+def _normalise(name: str, df: pd.DataFrame, items: list[str]) -> pd.DataFrame:
+    """Canonical dtypes for the validated columns; other columns unchanged."""
+    out = df.copy()
+    for c in REQUIRED[name] + (items if name == "sessions" else []):
+        if c == "participant":
+            out[c] = _as_id(out[c])
+        elif c in ("sex", "condition"):
+            out[c] = out[c].astype(str)
+        elif c in ("time_min", "glx_ratio", "crlb"):
+            out[c] = _number(out[c])
+        else:
+            out[c] = _number(out[c]).astype("int64")
+    return out
+
+
+def _duplicates(table: str, df: pd.DataFrame, keys: list[str], expected: str) -> list[str]:
+    rows = df.index[df.duplicated(keys, keep=False)]
+    found = None if keys[-1] in IDS else df[keys[-1]].map(_show)
+    return _problem(table, keys, expected, df, rows, found)
+
+
+def _unknown(
+    table: str, df: pd.DataFrame, other: str, known: pd.DataFrame, keys: list[str]
+) -> list[str]:
+    known_keys = pd.MultiIndex.from_frame(known[keys])
+    rows = df.index[~pd.MultiIndex.from_frame(df[keys]).isin(known_keys)]
+    what = "participant" if keys == ["participant"] else "session (participant, period)"
+    return _problem(table, keys, f"a {what} listed in table {other!r}", df, rows)
+
+
+def _row_problems(t: dict[str, pd.DataFrame], config: TrialConfig) -> list[str]:
+    """Stage 3: keys, links between tables, block times, item sums."""
+    p, s, m = t["participants"], t["sessions"], t["mrs"]
+    problems = [
+        *_duplicates("participants", p, ["participant"], "one row per participant"),
+        *_duplicates("sessions", s, ["participant", "period"], "one session per period"),
+        *_duplicates(
+            "sessions", s, ["participant", "condition"], "each condition once per participant"
+        ),
+        *_duplicates("mrs", m, IDS, "one row per block of a session"),
+        *_unknown("sessions", s, "participants", p, ["participant"]),
+        *_unknown("mrs", m, "sessions", s, ["participant", "period"]),
+    ]
+    ordered = m.sort_values(IDS)
+    before = ordered.groupby(IDS[:2])["time_min"].shift()
+    rows = before.index[ordered["time_min"] <= before]
+    found = "time " + m["time_min"].astype(str) + " after " + before.astype(str)
+    expected = "times increasing with block number within a session"
+    problems += _problem("mrs", "time_min", expected, m, rows, found)
+    for visit in VISITS:
+        cols, total = config.item_columns(visit), f"madrs_{visit}"
+        if cols[0] in s:
+            sums = s[cols].sum(axis=1)
+            rows = s.index[sums != s[total]]
+            found = "total " + s[total].astype(str) + ", items sum to " + sums.astype(str)
+            expected = f"the sum of {cols[0]}..{cols[-1]}"
+            problems += _problem("sessions", total, expected, s, rows, found)
+    return problems
+
+
+def _notes(table: str, ids: pd.DataFrame, action: str, reason: str) -> pd.DataFrame:
+    return ids.reindex(columns=IDS).assign(table=table, action=action, reason=reason)
+
+
+def _exclusions(
+    t: dict[str, pd.DataFrame], config: TrialConfig
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Remove blocks above the CRLB cut-off; list them and incomplete data. Returns (mrs, notes)."""
+    p, s, m = t["participants"], t["sessions"], t["mrs"]
+    bad = m["crlb"] > config.crlb_max
+    session = pd.MultiIndex.from_frame(s[IDS[:2]])
+    n_all = m.groupby(IDS[:2]).size().reindex(session, fill_value=0).to_numpy()
+    n_kept = m[~bad].groupby(IDS[:2]).size().reindex(session, fill_value=0).to_numpy()
+    n_sessions = s.groupby("participant").size().reindex(p["participant"], fill_value=0)
+    fewer = "fewer fMRS blocks than the most complete session"
+    notes = [
+        _notes("mrs", m[bad], "excluded", f"CRLB above {config.crlb_max:g}% cut-off"),
+        _notes("sessions", s[s["participant"].map(n_sessions) == 1], "kept", "one period only"),
+        _notes("sessions", s[n_all == 0], "kept", "no fMRS blocks"),
+        _notes("sessions", s[(n_all > 0) & (n_all < n_all.max())], "kept", fewer),
+        _notes("sessions", s[(n_all > 0) & (n_kept == 0)], "kept", "every fMRS block excluded"),
+        _notes("participants", p[n_sessions.to_numpy() == 0], "kept", "no sessions"),
+    ]
+    notes = [n for n in notes if len(n)]
+    out = pd.concat(notes, ignore_index=True) if notes else pd.DataFrame(columns=EXCLUSION_COLUMNS)
+    out = out.astype({"participant": str, "period": "Int64", "block": "Int64"})
+    return m[~bad], out[EXCLUSION_COLUMNS]
+
+
+def _natural(text: str) -> list:
+    """Sort key putting P2 before P10."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text)]
+
+
+def _tidy(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    rank = {pid: k for k, pid in enumerate(sorted(set(df["participant"]), key=_natural))}
+    key = lambda col: col.map(rank) if col.name == "participant" else col  # noqa: E731
+    return df.sort_values(keys, key=key, kind="stable").reset_index(drop=True)
 
 
 def validate_tables(
@@ -14,5 +327,37 @@ def validate_tables(
     *,
     config: TrialConfig,
 ) -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
-    """Validate and normalise the tables; return them and the exclusions table."""
-    raise NotImplementedError  # being written (issue 2)
+    """Validate and normalise the three tables of a crossover trial.
+
+    Parameters
+    ----------
+    participants, sessions, mrs : pandas.DataFrame
+        The tables with canonical column names (see :mod:`kbayes.data`).
+    config : TrialConfig
+        Condition and sex codes, score ranges and the CRLB cut-off.
+
+    Returns
+    -------
+    tables : dict of str to pandas.DataFrame
+        ``participants``, ``sessions`` and ``mrs`` with canonical dtypes (IDs, sex and
+        condition as text; period, block and scores as int; time, ratio and CRLB as float),
+        sorted and re-indexed; blocks above the CRLB cut-off removed.
+    exclusions : pandas.DataFrame
+        One row per removed block or incompleteness note: table, participant, period,
+        block, action (``"excluded"`` or ``"kept"``) and reason.
+
+    Raises
+    ------
+    kbayes.DataError
+        Listing every failed rule of the first failing stage (module docstring), each with
+        table, column, the first offending rows with their count, and what was expected.
+    """
+    raw = {"participants": participants, "sessions": sessions, "mrs": mrs}
+    raw = {name: df.reset_index(drop=True) for name, df in raw.items()}
+    _raise(_shape_problems(raw, config))
+    _raise(_column_problems(raw, config))
+    items = _item_columns(raw["sessions"], config)
+    tables = {name: _normalise(name, df, items) for name, df in raw.items()}
+    _raise(_row_problems(tables, config))
+    tables["mrs"], exclusions = _exclusions(tables, config)
+    return {name: _tidy(df, KEYS[name]) for name, df in tables.items()}, exclusions

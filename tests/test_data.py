@@ -1,0 +1,223 @@
+"""TrialData: reading, column mapping, configuration and the derived views."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from kbayes import DataError, TrialConfig, TrialData
+from kbayes.data import combine_ratio, infusion_profile
+
+
+@pytest.fixture
+def tables(make_tables):
+    return make_tables()
+
+
+@pytest.fixture
+def data(tables):
+    return TrialData(**tables)
+
+
+def assert_same(a: TrialData, b: TrialData) -> None:
+    for name in ["participants", "sessions", "mrs"]:
+        pd.testing.assert_frame_equal(getattr(a, name), getattr(b, name))
+
+
+# --- building and reading ------------------------------------------------------------------
+
+
+def test_from_frames(data):
+    assert len(data.participants) == 4 and len(data.sessions) == 8 and len(data.mrs) == 32
+    assert data.coords["participant"] == ["P1", "P2", "P3", "P4"]
+    assert data.coords["period"] == [1, 2] and data.coords["block"] == [1, 2, 3, 4]
+    assert data.truth is None
+    assert "4 participants (female: 2, male: 2), 8 sessions, 32 fMRS blocks." in data.summary()
+    assert "No exclusions." in repr(data)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_files_round_trip(data, tmp_path, fmt):
+    folder = data.to_files(tmp_path / "trial", fmt=fmt)
+    paths = {name: folder / f"{name}.{fmt}" for name in ["participants", "sessions", "mrs"]}
+    assert_same(TrialData.from_files(**paths), data)
+    assert_same(TrialData.from_folder(folder), data)
+
+
+def test_tsv_and_leading_zero_ids(make_tables, tmp_path):
+    """IDs are read as text, so "01" stays "01"."""
+    t = make_tables()
+    for df in t.values():
+        df["participant"] = df["participant"].str.replace("P", "0")
+    for name, df in t.items():
+        df.to_csv(tmp_path / f"{name}.tsv", sep="\t", index=False)
+    data = TrialData.from_folder(tmp_path)
+    assert data.participants["participant"].tolist() == ["01", "02", "03", "04"]
+
+
+def test_column_mapping(tables, data, tmp_path):
+    for name, df in tables.items():
+        df.rename(columns={"participant": "subject"}).to_csv(tmp_path / f"{name}.csv", index=False)
+    paths = {name: tmp_path / f"{name}.csv" for name in tables}
+    assert_same(TrialData.from_files(**paths, columns={"subject": "participant"}), data)
+    renamed = {k: df.rename(columns={"participant": "subject"}) for k, df in tables.items()}
+    assert_same(TrialData(**renamed, columns={"subject": "participant"}), data)
+
+
+def test_metabolite_column_read_as_ratio(tables, data):
+    tables["mrs"] = tables["mrs"].rename(columns={"glx_ratio": "Glx/tNAA"})
+    assert_same(TrialData(**tables), data)
+
+
+def test_separate_glx_and_tnaa_are_combined(tables):
+    mrs = tables["mrs"].drop(columns=["glx_ratio", "crlb"])
+    mrs["glx"] = np.linspace(8.0, 12.0, len(mrs))
+    mrs["tnaa"] = np.linspace(10.0, 11.0, len(mrs))
+    mrs["crlb_glx"] = 6.0
+    mrs["crlb_tnaa"] = np.linspace(2.0, 4.0, len(mrs))
+    data = TrialData(tables["participants"], tables["sessions"], mrs)
+    np.testing.assert_allclose(data.mrs["glx_ratio"], mrs["glx"] / mrs["tnaa"])
+    np.testing.assert_allclose(data.mrs["crlb"], np.sqrt(36.0 + mrs["crlb_tnaa"] ** 2))
+    assert data.mrs.at[0, "crlb"] == pytest.approx(np.sqrt(6.0**2 + 2.0**2))
+    assert not {"glx", "tnaa", "crlb_glx", "crlb_tnaa"} & set(data.mrs)
+
+
+def test_combine_ratio_keeps_a_given_ratio(tables):
+    mrs = tables["mrs"].assign(glx=1.0, tnaa=2.0)
+    pd.testing.assert_frame_equal(combine_ratio(mrs), mrs)
+
+
+def test_custom_condition_and_sex_codes(make_tables):
+    config = TrialConfig(conditions=("saline", "nalmefene"), sexes=("F", "M"))
+    t = make_tables()
+    t["participants"]["sex"] = t["participants"]["sex"].map({"female": "F", "male": "M"})
+    t["sessions"]["condition"] = t["sessions"]["condition"].map(
+        {"placebo": "saline", "naltrexone": "nalmefene"}
+    )
+    data = TrialData(**t, config=config)
+    assert data.coords["condition"] == ["saline", "nalmefene"]
+    assert data.coords["sex"] == ["F", "M"]
+    assert data.describe().index.tolist() == ["saline", "nalmefene"]
+    with pytest.raises(DataError, match=r"column 'condition'.*'saline', 'nalmefene'"):
+        TrialData(**make_tables(), config=config)
+
+
+# --- files that cannot be read -------------------------------------------------------------
+
+
+@pytest.fixture
+def paths(tables, tmp_path):
+    for name, df in tables.items():
+        df.to_csv(tmp_path / f"{name}.csv", index=False)
+    return {name: tmp_path / f"{name}.csv" for name in tables}
+
+
+def test_empty_file(paths):
+    paths["sessions"].write_text("")
+    with pytest.raises(DataError, match=r"table 'sessions': file .* is empty"):
+        TrialData.from_files(**paths)
+
+
+def test_header_only_file(paths):
+    paths["mrs"].write_text("participant,period,block,time_min,glx_ratio,crlb\n")
+    with pytest.raises(DataError, match=r"table 'mrs': file .* has a header but no rows"):
+        TrialData.from_files(**paths)
+
+
+def test_missing_file(paths, tmp_path):
+    paths["participants"] = tmp_path / "nope.csv"
+    with pytest.raises(DataError, match=r"table 'participants': file .* does not exist"):
+        TrialData.from_files(**paths)
+
+
+def test_wrong_delimiter_file(paths, tables):
+    tables["participants"].to_csv(paths["participants"], sep=";", index=False)
+    with pytest.raises(DataError) as err:
+        TrialData.from_files(**paths)
+    msg = str(err.value)
+    assert "table 'participants', column 'participant'" in msg
+    assert "found ['participant;sex']; is the delimiter right?" in msg
+
+
+def test_text_in_numeric_file_column(paths, tables):
+    tables["sessions"].astype({"madrs_day1": object}).assign(
+        madrs_day1=lambda d: d["madrs_day1"].where(d.index != 2, "n/a")
+    ).to_csv(paths["sessions"], index=False)
+    with pytest.raises(DataError, match=r"column 'madrs_day1'.*row 2 \(participant 'P2'"):
+        TrialData.from_files(**paths)
+
+
+# --- views ---------------------------------------------------------------------------------
+
+
+def test_to_xarray_coords_and_values(data):
+    ds = data.to_xarray()
+    assert ds["participant"].values.tolist() == ["P1", "P2", "P3", "P4"]
+    assert ds["period"].values.tolist() == [1, 2]
+    assert ds["block"].values.tolist() == [1, 2, 3, 4]
+    assert ds["glx_ratio"].dims == ("participant", "period", "block")
+    # P2 has naltrexone in period 1 (rise 0.05): 1 + 0.02 + 0.05 + 0.003 at block 3
+    assert ds["glx_ratio"].sel(participant="P2", period=1, block=3) == pytest.approx(1.073)
+    assert ds["glx_ratio"].sel(participant="P2", period=1, block=1) == pytest.approx(1.021)
+    assert ds["condition"].sel(participant="P3", period=2) == "naltrexone"
+    assert ds["madrs_day1"].sel(participant="P3", period=2) == 21
+    assert ds["sex"].sel(participant="P2") == "male"
+    assert ds.attrs["conditions"] == ["placebo", "naltrexone"]
+
+
+def test_to_xarray_marks_missing_session(tables):
+    tables["sessions"] = tables["sessions"].drop(index=7)
+    tables["mrs"] = tables["mrs"].iloc[:28]
+    ds = TrialData(**tables).to_xarray()
+    assert ds["condition"].sel(participant="P4", period=2) == ""
+    assert np.isnan(ds["madrs_day1"].sel(participant="P4", period=2))
+    assert ds["glx_ratio"].sel(participant="P4", period=2).isnull().all()
+
+
+def test_session_table_step_change(data):
+    s = data.session_table()
+    m = data.mrs.assign(during=data.mrs["time_min"] >= 0)
+    means = m.groupby(["participant", "period", "during"])["glx_ratio"].mean().unstack()
+    expected = (means[True] - means[False]).rename("dglx_obs").reset_index()
+    merged = s.merge(expected, on=["participant", "period"], suffixes=("", "_direct"))
+    np.testing.assert_allclose(merged["dglx_obs"], merged["dglx_obs_direct"])
+    placebo = s["condition"] == "placebo"
+    np.testing.assert_allclose(s.loc[placebo, "dglx_obs"], 0.102)  # rise 0.1 + 0.001 * (3 - 1)
+    assert (s["improvement"] == s["madrs_baseline"] - s["madrs_day1"]).all()
+    assert s["sex"].tolist() == ["female"] * 2 + ["male"] * 2 + ["female"] * 2 + ["male"] * 2
+
+
+def test_session_table_ramp_profile(data):
+    g = infusion_profile(data.mrs["time_min"], "ramp", 40.0)
+    assert g.tolist()[:4] == [0.0, 0.125, 0.375, 0.625]
+    assert data.session_table(shape="ramp")["dglx_obs"].notna().all()
+
+
+def test_describe_matches_pandas(data):
+    d = data.describe()
+    s = data.sessions.assign(
+        improvement=data.sessions["madrs_baseline"] - data.sessions["madrs_day1"]
+    )
+    g = s.groupby("condition")
+    for cond in ["placebo", "naltrexone"]:
+        assert d.at[cond, "n"] == (s["condition"] == cond).sum()
+        assert d.at[cond, "baseline_mean"] == pytest.approx(g["madrs_baseline"].mean()[cond])
+        assert d.at[cond, "baseline_std"] == pytest.approx(g["madrs_baseline"].std()[cond])
+        assert d.at[cond, "day1_mean"] == pytest.approx(g["madrs_day1"].mean()[cond])
+        assert d.at[cond, "improvement_mean"] == pytest.approx(g["improvement"].mean()[cond])
+        assert d.at[cond, "improvement_std"] == pytest.approx(g["improvement"].std()[cond])
+    assert d.at["placebo", "dglx_mean"] == pytest.approx(0.102)
+    assert d.at["naltrexone", "dglx_mean"] == pytest.approx(0.052)
+
+
+def test_has_items(make_tables):
+    assert TrialData(**make_tables(items=True)).has_items
+    assert not TrialData(**make_tables()).has_items
+
+
+def test_replace_validates_again(data):
+    sessions = data.sessions.assign(madrs_day1=data.sessions["madrs_day1"] + 1)
+    assert (data.replace(sessions=sessions).sessions["madrs_day1"] == sessions["madrs_day1"]).all()
+    with pytest.raises(DataError, match="column 'madrs_day1'"):
+        data.replace(sessions=sessions.assign(madrs_day1=99))

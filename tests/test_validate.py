@@ -1,0 +1,484 @@
+"""Validation of the trial tables: every bad input is a DataError naming table, column, rows."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from kbayes import DataError, TrialConfig, TrialData
+from kbayes.validate import EXCLUSION_COLUMNS, validate_tables
+
+# Fixture layout (conftest.trial_tables, 4 participants x 2 periods x 4 blocks):
+# sessions row 2 * (i - 1) + (period - 1) is participant P{i}; odd participants have placebo
+# in period 1. mrs row 8 * (i - 1) + 4 * (period - 1) + (block - 1); block 1 at -10 min.
+
+
+def put(t: dict, table: str, row, column: str, value) -> None:
+    """Set one cell whatever its dtype (pandas 3 refuses to upcast on assignment)."""
+    df = t[table]
+    numeric = isinstance(value, float) and pd.api.types.is_numeric_dtype(df[column])
+    df[column] = df[column].astype(float if numeric else object)
+    df.loc[row, column] = value
+
+
+def drop(t: dict, table: str, column: str) -> None:
+    t[table] = t[table].drop(columns=column)
+
+
+def replace(t: dict, table: str, old: str, new: str, column: str = "participant") -> None:
+    t[table][column] = t[table][column].replace(old, new)
+
+
+def append_copy(t: dict, table: str, row: int) -> None:
+    t[table] = pd.concat([t[table], t[table].iloc[[row]]], ignore_index=True)
+
+
+CASES = [
+    # --- participants --------------------------------------------------------------------
+    pytest.param(
+        lambda t: put(t, "participants", 1, "sex", "f"),
+        "participants", "sex", ["row 1 (participant 'P2'): 'f'", "'female', 'male'"],
+        id="unknown-sex-code",
+    ),
+    pytest.param(
+        lambda t: put(t, "participants", 3, "sex", None),
+        "participants", "sex", ["row 3 (participant 'P4')", "no missing values"],
+        id="missing-sex",
+    ),
+    pytest.param(
+        lambda t: put(t, "participants", 2, "participant", ""),
+        "participants", "participant", ["row 2", "non-empty participant ID"],
+        id="empty-participant-id",
+    ),
+    pytest.param(
+        lambda t: append_copy(t, "participants", 0),
+        "participants", "participant", ["2 rows", "row 0 (participant 'P1')", "row 4"],
+        id="duplicate-participant",
+    ),
+    pytest.param(
+        lambda t: drop(t, "participants", "sex"),
+        "participants", "sex", ["found ['participant']"],
+        id="missing-column-participants",
+    ),
+    pytest.param(
+        lambda t: t.update(participants=pd.DataFrame({"participant;sex": ["P1;female"]})),
+        "participants", "participant", ["found ['participant;sex']", "delimiter"],
+        id="wrong-delimiter",
+    ),
+    pytest.param(
+        lambda t: t.update(participants=pd.concat([t["participants"]] * 2, axis=1)),
+        "participants", "sex", ["one column of this name"],
+        id="duplicate-column-name",
+    ),
+    pytest.param(
+        lambda t: t.update(participants=t["participants"].iloc[:0]),
+        "participants", None, ["at least one row"],
+        id="no-rows",
+    ),
+    # --- sessions ------------------------------------------------------------------------
+    pytest.param(
+        lambda t: put(t, "sessions", 3, "madrs_baseline", "abc"),
+        "sessions", "madrs_baseline", ["row 3 (participant 'P2', period 2): 'abc'", "0-60"],
+        id="text-in-score",
+    ),
+    pytest.param(
+        lambda t: put(t, "sessions", 2, "madrs_day1", 75),
+        "sessions", "madrs_day1", ["row 2 (participant 'P2', period 1): 75"],
+        id="madrs-75",
+    ),
+    pytest.param(
+        lambda t: put(t, "sessions", 0, "madrs_baseline", -1),
+        "sessions", "madrs_baseline", ["row 0 (participant 'P1', period 1): -1"],
+        id="negative-madrs",
+    ),
+    pytest.param(
+        lambda t: put(t, "sessions", 1, "madrs_day1", 30.5),
+        "sessions", "madrs_day1", ["row 1 (participant 'P1', period 2): 30.5", "whole number"],
+        id="fractional-madrs",
+    ),
+    pytest.param(
+        lambda t: put(t, "sessions", 4, "madrs_baseline", np.nan),
+        "sessions", "madrs_baseline", ["row 4 (participant 'P3', period 1): nan", "missing"],
+        id="nan-baseline",
+    ),
+    pytest.param(
+        lambda t: put(t, "sessions", 5, "madrs_day1", np.nan),
+        "sessions", "madrs_day1", ["row 5 (participant 'P3', period 2)", "missing"],
+        id="nan-day1",
+    ),
+    pytest.param(
+        lambda t: t["sessions"].__setitem__("madrs_day1", True),
+        "sessions", "madrs_day1", ["8 rows", "row 0 (participant 'P1', period 1): True",
+                                   "and 3 more"],
+        id="boolean-dtype-score",
+    ),
+    pytest.param(
+        lambda t: put(t, "sessions", 2, "condition", "ketamine"),
+        "sessions", "condition", ["row 2 (participant 'P2', period 1): 'ketamine'",
+                                  "'placebo', 'naltrexone'"],
+        id="unknown-condition",
+    ),
+    pytest.param(
+        lambda t: put(t, "sessions", 0, "period", 0),
+        "sessions", "period", ["row 0 (participant 'P1', period 0): 0", ">= 1"],
+        id="period-0",
+    ),
+    pytest.param(
+        lambda t: put(t, "sessions", 1, "period", 1.5),
+        "sessions", "period", ["row 1 (participant 'P1', period 1.5)", "whole number"],
+        id="fractional-period",
+    ),
+    pytest.param(
+        lambda t: append_copy(t, "sessions", 0),
+        "sessions", "period", ["one session per period", "row 0 (participant 'P1', period 1)",
+                               "row 8 (participant 'P1', period 1)"],
+        id="duplicate-session",
+    ),
+    pytest.param(
+        lambda t: put(t, "sessions", 1, "condition", "placebo"),
+        "sessions", "condition", ["each condition once", "row 0 (participant 'P1', period 1)",
+                                  "row 1 (participant 'P1', period 2): 'placebo'"],
+        id="two-placebo-sessions",
+    ),
+    pytest.param(
+        lambda t: (replace(t, "sessions", "P4", "P9"), replace(t, "mrs", "P4", "P9")),
+        "sessions", "participant", ["listed in table 'participants'", "2 rows",
+                                    "row 6 (participant 'P9', period 1)"],
+        id="session-of-unknown-participant",
+    ),
+    pytest.param(
+        lambda t: drop(t, "sessions", "madrs_day1"),
+        "sessions", "madrs_day1", ["found ['participant', 'period', 'condition'"],
+        id="missing-column-sessions",
+    ),
+    pytest.param(
+        lambda t: drop(t, "sessions", "baseline_item3"),
+        "sessions", "baseline_item3", ["found ['participant'"],
+        id="missing-item-column",
+    ),
+    pytest.param(
+        lambda t: put(t, "sessions", 0, "baseline_item1", 7),
+        "sessions", "baseline_item1", ["row 0 (participant 'P1', period 1): 7", "0-6"],
+        id="item-above-6",
+    ),
+    pytest.param(
+        lambda t: put(t, "sessions", 6, "day1_item10", -1),
+        "sessions", "day1_item10", ["row 6 (participant 'P4', period 1): -1"],
+        id="negative-item",
+    ),
+    pytest.param(
+        lambda t: put(t, "sessions", 7, "day1_item4", np.nan),
+        "sessions", "day1_item4", ["row 7 (participant 'P4', period 2)", "missing"],
+        id="nan-item",
+    ),
+    pytest.param(
+        lambda t: put(t, "sessions", 1, "day1_item2", t["sessions"].at[1, "day1_item2"] + 1),
+        "sessions", "madrs_day1", ["sum of day1_item1..day1_item10",
+                                   "row 1 (participant 'P1', period 2): total 19, items sum to 20"],
+        id="items-not-summing",
+    ),
+    # --- mrs -----------------------------------------------------------------------------
+    pytest.param(
+        lambda t: put(t, "mrs", 6, "crlb", -1.0),
+        "mrs", "crlb", ["row 6 (participant 'P1', period 2, block 3): -1.0", "0-999"],
+        id="negative-crlb",
+    ),
+    pytest.param(
+        lambda t: put(t, "mrs", 7, "crlb", 1200.0),
+        "mrs", "crlb", ["row 7 (participant 'P1', period 2, block 4): 1200.0"],
+        id="crlb-1200",
+    ),
+    pytest.param(
+        lambda t: put(t, "mrs", 8, "glx_ratio", 0.0),
+        "mrs", "glx_ratio", ["row 8 (participant 'P2', period 1, block 1): 0.0", "> 0"],
+        id="zero-ratio",
+    ),
+    pytest.param(
+        lambda t: put(t, "mrs", 9, "glx_ratio", -0.5),
+        "mrs", "glx_ratio", ["row 9 (participant 'P2', period 1, block 2): -0.5"],
+        id="negative-ratio",
+    ),
+    pytest.param(
+        lambda t: put(t, "mrs", 10, "glx_ratio", np.inf),
+        "mrs", "glx_ratio", ["row 10 (participant 'P2', period 1, block 3): inf", "finite"],
+        id="infinite-ratio",
+    ),
+    pytest.param(
+        lambda t: put(t, "mrs", 11, "time_min", np.nan),
+        "mrs", "time_min", ["row 11 (participant 'P2', period 1, block 4)", "missing"],
+        id="nan-time",
+    ),
+    pytest.param(
+        lambda t: put(t, "mrs", 12, "time_min", "5 min"),
+        "mrs", "time_min", ["row 12 (participant 'P2', period 2, block 1): '5 min'"],
+        id="text-time",
+    ),
+    pytest.param(
+        lambda t: t["mrs"].__setitem__("time_min", pd.Timestamp("2025-01-01")),
+        "mrs", "time_min", ["32 rows", "row 0 (participant 'P1', period 1, block 1)"],
+        id="datetime-dtype-time",
+    ),
+    pytest.param(
+        lambda t: put(t, "mrs", 1, "block", 1.5),
+        "mrs", "block", ["row 1 (participant 'P1', period 1, block 1.5): 1.5", "whole number"],
+        id="non-integer-block",
+    ),
+    pytest.param(
+        lambda t: put(t, "mrs", 13, "participant", None),
+        "mrs", "participant", ["row 13 (participant None, period 2, block 2)"],
+        id="missing-participant-in-mrs",
+    ),
+    pytest.param(
+        lambda t: put(t, "mrs", 2, "time_min", -20.0),
+        "mrs", "time_min", ["increasing with block", "row 2 (participant 'P1', period 1, "
+                            "block 3): time -20.0 after 5.0"],
+        id="time-going-backwards",
+    ),
+    pytest.param(
+        lambda t: put(t, "mrs", 3, "block", 3),
+        "mrs", "block", ["one row per block", "row 2 (participant 'P1', period 1, block 3)",
+                         "row 3 (participant 'P1', period 1, block 3)"],
+        id="duplicate-block",
+    ),
+    pytest.param(
+        lambda t: t["mrs"].loc.__setitem__((slice(0, 3), "period"), 3),
+        "mrs", "period", ["listed in table 'sessions'", "4 rows",
+                          "row 0 (participant 'P1', period 3, block 1)"],
+        id="block-of-unknown-session",
+    ),
+    pytest.param(
+        lambda t: drop(t, "mrs", "crlb"),
+        "mrs", "crlb", ["or crlb_glx and crlb_tnaa", "found ['participant'"],
+        id="missing-column-mrs",
+    ),
+    pytest.param(
+        lambda t: drop(t, "mrs", "glx_ratio"),
+        "mrs", "glx_ratio", ["or both glx and tnaa"],
+        id="missing-ratio-column",
+    ),
+    pytest.param(
+        lambda t: t.update(
+            mrs=t["mrs"].drop(columns="glx_ratio").assign(glx=1.0, tnaa=["n/a"] + [1.2] * 31)
+        ),
+        "mrs", "tnaa", ["row 0 (participant 'P1', period 1, block 1): 'n/a'", "a number"],
+        id="text-in-tnaa",
+    ),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("mutate", "table", "column", "expected"), CASES)
+def test_malformed_input_raises_data_error(make_tables, mutate, table, column, expected):
+    """The error names the table, the column, the first offending rows and the expectation."""
+    tables = make_tables(items=True)
+    mutate(tables)
+    with pytest.raises(DataError) as err:
+        TrialData(**tables)
+    msg = str(err.value)
+    assert f"table {table!r}" in msg
+    if column is not None:
+        assert repr(column) in msg
+    for text in expected:
+        assert text in msg, f"{text!r} not in:\n{msg}"
+    assert all(line.startswith("table '") for line in msg.splitlines()), msg
+
+
+def test_every_failing_column_is_in_one_error(make_tables):
+    """Column problems of all three tables are gathered into one error, one line each."""
+    t = make_tables()
+    put(t, "participants", 0, "sex", "x")
+    put(t, "sessions", 0, "madrs_day1", 99)
+    put(t, "sessions", 1, "condition", "saline")
+    put(t, "mrs", 0, "crlb", 1e4)
+    with pytest.raises(DataError) as err:
+        TrialData(**t)
+    lines = str(err.value).splitlines()
+    assert len(lines) == 4
+    assert [line.split(":")[0] for line in lines] == [
+        "table 'participants', column 'sex'",
+        "table 'sessions', column 'condition'",
+        "table 'sessions', column 'madrs_day1'",
+        "table 'mrs', column 'crlb'",
+    ]
+
+
+def test_not_a_dataframe(make_tables):
+    t = make_tables()
+    with pytest.raises(DataError, match="table 'sessions': expected a pandas DataFrame"):
+        TrialData(t["participants"], t["sessions"].to_dict("records"), t["mrs"])
+
+
+def test_data_error_is_a_value_error():
+    assert issubclass(DataError, ValueError)
+
+
+# --- valid input ---------------------------------------------------------------------------
+
+
+def test_valid_tables_pass_with_canonical_dtypes(make_tables):
+    t = make_tables(items=True)
+    data = TrialData(**t)
+    assert data.exclusions.empty
+    assert list(data.exclusions.columns) == EXCLUSION_COLUMNS
+    assert pd.api.types.is_string_dtype(data.participants["participant"])
+    assert pd.api.types.is_string_dtype(data.participants["sex"])
+    assert pd.api.types.is_string_dtype(data.sessions["condition"])
+    for col in ["period", "madrs_baseline", "madrs_day1", "baseline_item1", "day1_item10"]:
+        assert data.sessions[col].dtype == np.int64, col
+    assert data.mrs["block"].dtype == np.int64
+    for col in ["time_min", "glx_ratio", "crlb"]:
+        assert data.mrs[col].dtype == np.float64, col
+    pd.testing.assert_frame_equal(data.mrs, t["mrs"])
+
+
+def test_validate_tables_direct_call(make_tables):
+    tables, exclusions = validate_tables(**make_tables(), config=TrialConfig())
+    assert set(tables) == {"participants", "sessions", "mrs"}
+    assert list(exclusions.columns) == EXCLUSION_COLUMNS
+    assert exclusions.empty
+
+
+def test_inputs_are_not_modified(make_tables):
+    t = make_tables()
+    shuffled = {name: df.sample(frac=1, random_state=0) for name, df in t.items()}
+    before = {name: df.copy() for name, df in shuffled.items()}
+    TrialData(**shuffled)
+    for name in t:
+        pd.testing.assert_frame_equal(shuffled[name], before[name])
+
+
+def test_sorted_in_natural_participant_order_with_fresh_index(make_tables):
+    t = {name: df.sample(frac=1, random_state=1) for name, df in make_tables(n=11).items()}
+    data = TrialData(**t)
+    assert data.participants["participant"].tolist() == [f"P{i}" for i in range(1, 12)]
+    assert data.sessions[["participant", "period"]].head(3).values.tolist() == [
+        ["P1", 1], ["P1", 2], ["P2", 1]
+    ]  # fmt: skip
+    assert data.mrs["block"].head(5).tolist() == [1, 2, 3, 4, 1]
+    assert data.mrs.index.equals(pd.RangeIndex(len(data.mrs)))
+
+
+def test_whole_floats_and_numeric_text_become_ints(make_tables):
+    t = make_tables()
+    t["sessions"]["madrs_baseline"] = t["sessions"]["madrs_baseline"].astype(float)
+    t["sessions"]["madrs_day1"] = t["sessions"]["madrs_day1"].astype(str)
+    data = TrialData(**t)
+    assert data.sessions["madrs_baseline"].dtype == np.int64
+    assert data.sessions["madrs_day1"].tolist() == make_tables()["sessions"]["madrs_day1"].tolist()
+
+
+def test_numeric_ids_match_text_ids(make_tables):
+    """IDs given as numbers in one table and text in another are the same participants."""
+    t = make_tables()
+    for name in ["sessions", "mrs"]:
+        t[name]["participant"] = t[name]["participant"].str[1:].astype(int)
+    t["participants"]["participant"] = t["participants"]["participant"].str[1:].astype(float)
+    t["mrs"]["participant"] = t["mrs"]["participant"].astype(str)
+    data = TrialData(**t)
+    assert data.participants["participant"].tolist() == ["1", "2", "3", "4"]
+    assert set(data.mrs["participant"]) == {"1", "2", "3", "4"}
+
+
+def test_unknown_columns_are_kept(make_tables):
+    t = make_tables()
+    t["participants"]["age"] = [30, 41, 25, 38]
+    t["sessions"]["rater"] = "AB"
+    t["mrs"]["scanner_note"] = "ok"
+    data = TrialData(**t)
+    assert data.participants["age"].tolist() == [30, 41, 25, 38]
+    assert (data.sessions["rater"] == "AB").all()
+    assert (data.mrs["scanner_note"] == "ok").all()
+
+
+# --- reported, not raised ------------------------------------------------------------------
+
+
+def notes(data: TrialData, reason: str) -> pd.DataFrame:
+    return data.exclusions[data.exclusions["reason"] == reason]
+
+
+def test_crlb_above_cut_off_is_excluded_and_reported(make_tables, caplog):
+    t = make_tables()  # crlb is 5 + block: blocks 3 and 4 (8 %, 9 %) fail a 7.5 % cut-off
+    with caplog.at_level(logging.WARNING, logger="kbayes"):
+        data = TrialData(**t, config=TrialConfig(crlb_max=7.5))
+    excluded = notes(data, "CRLB above 7.5% cut-off")
+    assert len(excluded) == 16
+    assert (excluded["action"] == "excluded").all() and (excluded["table"] == "mrs").all()
+    assert sorted(set(excluded["block"])) == [3, 4]
+    assert excluded.iloc[0][["participant", "period", "block"]].tolist() == ["P1", 1, 3]
+    assert len(data.mrs) == 16 and data.mrs["crlb"].max() <= 7.5
+    assert len(data.mrs) + len(excluded) == len(t["mrs"])  # nothing dropped silently
+    assert "excluded: CRLB above 7.5% cut-off (16)" in data.summary()
+    assert "mrs: CRLB above 7.5% cut-off (excluded)" in caplog.text
+
+
+def test_default_cut_off_keeps_good_blocks(make_tables):
+    t = make_tables()
+    put(t, "mrs", 5, "crlb", 20.5)
+    data = TrialData(**t)
+    row = notes(data, "CRLB above 20% cut-off")
+    assert row[["participant", "period", "block", "action"]].values.tolist() == [
+        ["P1", 2, 2, "excluded"]
+    ]
+    assert len(data.mrs) == 31
+
+
+def test_one_period_only_is_kept_and_reported(make_tables, caplog):
+    t = make_tables()
+    t["sessions"] = t["sessions"].drop(index=7)
+    t["mrs"] = t["mrs"][~((t["mrs"]["participant"] == "P4") & (t["mrs"]["period"] == 2))]
+    with caplog.at_level(logging.WARNING, logger="kbayes"):
+        data = TrialData(**t)
+    row = notes(data, "one period only")
+    assert row[["table", "participant", "period", "action"]].values.tolist() == [
+        ["sessions", "P4", 1, "kept"]
+    ]
+    assert "P4" in set(data.sessions["participant"])
+    assert "kept: one period only (1)" in data.summary()
+    assert "1 did not" in data.summary()
+    assert "sessions: one period only (kept)" in caplog.text
+
+
+def test_missing_blocks_are_kept_and_reported(make_tables):
+    t = make_tables()
+    t["mrs"] = t["mrs"].drop(index=[10, 11])  # P2, period 1, blocks 3 and 4
+    data = TrialData(**t)
+    row = notes(data, "fewer fMRS blocks than the most complete session")
+    assert row[["participant", "period", "action"]].values.tolist() == [["P2", 1, "kept"]]
+    assert "kept: fewer fMRS blocks than the most complete session (1)" in data.summary()
+
+
+def test_session_with_every_block_excluded_is_reported(make_tables):
+    t = make_tables()
+    put(t, "mrs", [0, 1, 2, 3], "crlb", 50.0)
+    data = TrialData(**t)
+    row = notes(data, "every fMRS block excluded")
+    assert row[["table", "participant", "period", "action"]].values.tolist() == [
+        ["sessions", "P1", 1, "kept"]
+    ]
+    assert len(notes(data, "CRLB above 20% cut-off")) == 4
+    assert np.isnan(data.session_table().loc[0, "dglx_obs"])
+
+
+def test_session_without_blocks_is_reported(make_tables):
+    t = make_tables()
+    t["mrs"] = t["mrs"].drop(index=range(20, 24))  # P3, period 2
+    data = TrialData(**t)
+    row = notes(data, "no fMRS blocks")
+    assert row[["participant", "period"]].values.tolist() == [["P3", 2]]
+
+
+def test_participant_without_sessions_is_reported(make_tables):
+    t = make_tables()
+    t["participants"] = pd.concat(
+        [t["participants"], pd.DataFrame({"participant": ["P5"], "sex": ["male"]})]
+    )
+    data = TrialData(**t)
+    row = notes(data, "no sessions")
+    assert row[["table", "participant", "action"]].values.tolist() == [
+        ["participants", "P5", "kept"]
+    ]
+    assert pd.isna(row["period"]).all()
+    assert "kept: no sessions (1)" in data.summary()
