@@ -388,3 +388,23 @@ def test_pattern_errors(trial_files, tmp_path):
         read_lcmodel(tmp_path, pattern=PATTERN)
     with pytest.raises(DataError, match=r"none matches '\*\*/summary\.csv'"):
         read_fsl_mrs(tmp_path, pattern=PATTERN, times={1: 0})
+
+
+def test_mrs_table_is_accepted_by_trialdata(trial_files, tmp_path):
+    """The many-file result is a valid ``mrs`` table; provenance columns are kept."""
+    from kbayes import TrialData
+
+    mrs = read_lcmodel(tmp_path, pattern=PATTERN, times={1: -10, 2: 10, 3: 30})
+    participants = pd.DataFrame({"participant": ["01", "02"], "sex": ["female", "male"]})
+    sessions = pd.DataFrame(
+        {
+            "participant": ["01", "01", "02", "02"],
+            "period": [1, 2, 1, 2],
+            "condition": ["placebo", "naltrexone", "naltrexone", "placebo"],
+            "madrs_baseline": [30, 31, 28, 29],
+            "madrs_day1": [15, 20, 18, 12],
+        }
+    )
+    data = TrialData(participants, sessions, mrs)
+    assert len(data.mrs) == 12 and {"file", "snr", "crlb_glx"} <= set(data.mrs.columns)
+    np.testing.assert_allclose(data.mrs["glx_ratio"], expected_ratios(data.mrs, trial_files))
