@@ -2,10 +2,61 @@
 
 from importlib.metadata import version
 
+from kbayes import published
 from kbayes.config import TrialConfig
 from kbayes.data import TrialData
 from kbayes.errors import DataError, SpecError
+from kbayes.fit import fit
+from kbayes.meta import MetaAnalysis, meta_analysis
+from kbayes.published.convert import (
+    Likelihood,
+    from_ci,
+    from_estimate,
+    from_f,
+    from_mean_difference,
+    from_p,
+    from_result,
+    from_t,
+)
+from kbayes.readers import parse_fsl_mrs, parse_lcmodel, read_fsl_mrs, read_lcmodel
+from kbayes.reanalysis import NormalPrior, plot_reanalysis, prior_set, reanalyse
+from kbayes.simulate import Design, SimulatedTruth, Truth, load_example, simulate
+from kbayes.spec import ModelSpec, builtin_specs, load_spec
 
 __version__ = version("kbayes")
 
-__all__ = ["DataError", "SpecError", "TrialConfig", "TrialData", "__version__"]
+__all__ = [
+    "DataError",
+    "Design",
+    "Likelihood",
+    "MetaAnalysis",
+    "ModelSpec",
+    "NormalPrior",
+    "SimulatedTruth",
+    "SpecError",
+    "TrialConfig",
+    "TrialData",
+    "Truth",
+    "__version__",
+    "builtin_specs",
+    "fit",
+    "from_ci",
+    "from_estimate",
+    "from_f",
+    "from_mean_difference",
+    "from_p",
+    "from_result",
+    "from_t",
+    "load_example",
+    "load_spec",
+    "meta_analysis",
+    "parse_fsl_mrs",
+    "parse_lcmodel",
+    "plot_reanalysis",
+    "prior_set",
+    "published",
+    "read_fsl_mrs",
+    "read_lcmodel",
+    "reanalyse",
+    "simulate",
+]

@@ -32,7 +32,7 @@ from kbayes.errors import DataError
 from kbayes.validate import as_numbers, validate_tables
 
 if TYPE_CHECKING:
-    from kbayes.simulate import Truth
+    from kbayes.simulate import SimulatedTruth
 
 log = logging.getLogger("kbayes")
 
@@ -145,7 +145,7 @@ class TrialData:
         self.sessions: pd.DataFrame = tables["sessions"]
         self.mrs: pd.DataFrame = tables["mrs"]
         self.exclusions: pd.DataFrame = exclusions.reindex(columns=EXCLUSION_COLUMNS)
-        self.truth: Truth | None = None
+        self.truth: SimulatedTruth | None = None
         for row in self.exclusions.itertuples():
             log.warning("%s: %s (%s)", row.table, row.reason, row.action)
 
@@ -245,7 +245,11 @@ class TrialData:
         s = self.session_table().set_index(["participant", "period"]).drop(columns="sex")
         m = self.mrs.set_index(["participant", "period", "block"])
         ds = xr.merge(
-            [xr.Dataset.from_dataframe(p), xr.Dataset.from_dataframe(s), xr.Dataset.from_dataframe(m)]
+            [
+                xr.Dataset.from_dataframe(p),
+                xr.Dataset.from_dataframe(s),
+                xr.Dataset.from_dataframe(m),
+            ]
         )
         ds = ds.reindex(participant=self.coords["participant"])
         ds["condition"] = ds["condition"].fillna("")
@@ -261,8 +265,12 @@ class TrialData:
         """Per-condition summary: n sessions, mean and SD of baseline and day-1 score,
         improvement (points) and observed glutamate change (ratio units)."""
         s = self.session_table()
-        cols = {"madrs_baseline": "baseline", "madrs_day1": "day1", "improvement": "improvement",
-                "dglx_obs": "dglx"}
+        cols = {
+            "madrs_baseline": "baseline",
+            "madrs_day1": "day1",
+            "improvement": "improvement",
+            "dglx_obs": "dglx",
+        }
         agg = s.groupby("condition")[list(cols)].agg(["mean", "std"])
         agg.columns = [f"{cols[c]}_{stat}" for c, stat in agg.columns]
         agg.insert(0, "n", s.groupby("condition").size())

@@ -1,0 +1,307 @@
+r"""Spec + TrialData -> ``pm.Model``. The spec wires; this code only connects.
+
+Levels (indices: participant i, session s = (i, period), fMRS block b):
+
+.. math::
+
+    y_{isb} &\sim \mathcal N\big(\alpha_0 + a_i + a_{is} + \Delta_{is}\, g(t_b),\;
+        \sqrt{\sigma_{mrs}^2 + (\mathrm{CRLB}_{isb}/100 \cdot y_{isb})^2}\big) \\
+    \Delta_{is} &= \beta_0 + \beta_N c_{is} + \beta_M m_i + \beta_{NM} c_{is} m_i
+        + \beta_P p_{is} + u_i + e_{is} \\
+    \mathrm{imp}_{is} &\sim t_\nu\big(\gamma_0 + \gamma_N c + \gamma_M m + \gamma_{NM} c m
+        + \gamma_\Delta \tilde\Delta + \gamma_{\Delta N} \tilde\Delta c
+        + \gamma_B (\mathrm{base} - b_0) + \gamma_P p + v_i,\; \sigma_y\big)
+
+with :math:`c = 1` under the pretreatment, :math:`m = \mp 1/2` (female/male) so main effects
+average the sexes, :math:`p` the period centred on the middle period, and
+:math:`\tilde\Delta = (\Delta - \texttt{delta\_center}) / \texttt{delta\_scale}` (spec
+constants). Which levels and terms exist, and every prior, come from the spec; random
+effects are non-centred when their ``Prior`` says ``centered = false``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pymc as pm
+import pytensor.tensor as pt
+
+from kbayes.data import TrialData, infusion_profile
+from kbayes.errors import DataError
+from kbayes.spec import ModelSpec
+
+
+@dataclass(frozen=True)
+class ModelInputs:
+    """Everything a model needs from one data set.
+
+    ``data`` holds the ``pm.Data`` values (what changes between data sets of one shape);
+    ``shape`` (dim sizes and array shapes) is the key under which a compiled model is reused.
+    """
+
+    coords: dict[str, list]
+    data: dict[str, np.ndarray]
+
+    @property
+    def shape(self) -> tuple:
+        dims = tuple((k, len(v)) for k, v in sorted(self.coords.items()))
+        arrays = tuple((k, v.shape) for k, v in sorted(self.data.items()))
+        return dims + arrays
+
+
+def model_inputs(spec: ModelSpec, data: TrialData, dglx: np.ndarray | None = None) -> ModelInputs:
+    """Arrays and coords for ``spec`` from ``data``.
+
+    ``dglx`` replaces the observed per-session glutamate change (ratio units), e.g. with a
+    first-stage posterior mean in the two-stage model.
+    """
+    cfg = data.config
+    s = data.session_table(spec.profile)
+    participants = data.coords["participant"]
+    p_index = {p: k for k, p in enumerate(participants)}
+    periods = data.coords["period"]
+    sessions = [f"{p}/{q}" for p, q in zip(s["participant"], s["period"], strict=True)]
+    coords = {"participant": participants, "session": sessions}
+    arrays: dict[str, np.ndarray] = {
+        "session_participant": s["participant"].map(p_index).to_numpy(np.int64),
+        "c": (s["condition"] == cfg.active).to_numpy(float),
+        "m": np.where(s["sex"] == cfg.sexes[1], 0.5, -0.5),
+        "p": s["period"].to_numpy(float) - (min(periods) + max(periods)) / 2,
+    }
+    if "mrs" in spec.levels:
+        m = data.mrs
+        s_index = {key: k for k, key in enumerate(zip(s["participant"], s["period"], strict=True))}
+        coords["mrs_obs"] = [
+            f"{p}/{q}/{b}"
+            for p, q, b in m[["participant", "period", "block"]].itertuples(index=False)
+        ]
+        y = m["glx_ratio"].to_numpy(float)
+        arrays |= {
+            "mrs_session": np.array(
+                [s_index[k] for k in zip(m["participant"], m["period"], strict=True)],
+                dtype=np.int64,
+            ),
+            "g": infusion_profile(m["time_min"], spec.profile, cfg.infusion_min),
+            "glx_observed": y,
+            "glx_se": m["crlb"].to_numpy(float) / 100 * y,
+        }
+    if "improvement" in spec.levels:
+        arrays["improvement_observed"] = s["improvement"].to_numpy(float)
+        arrays["baseline_c"] = (
+            s["madrs_baseline"].to_numpy(float) - spec.constants["baseline_center"]
+        )
+        if spec.delta != "latent":
+            obs = s["dglx_obs"].to_numpy(float) if dglx is None else np.asarray(dglx, float)
+            if np.isnan(obs).any():
+                bad = [sessions[k] for k in np.flatnonzero(np.isnan(obs))]
+                raise DataError(
+                    f"table 'mrs': sessions {bad[:5]} ({len(bad)} in all) have no fMRS blocks both "
+                    f"before and during the infusion, so the '{spec.name}' model has no observed "
+                    "glutamate change for them; use the joint model, which handles them"
+                )
+            arrays["dglx_obs"] = obs
+    if "items" in spec.levels:
+        coords |= _item_arrays(data, s, sessions, arrays)
+    return ModelInputs(coords=coords, data=arrays)
+
+
+def _item_arrays(data: TrialData, s, sessions: list[str], arrays: dict) -> dict[str, list]:
+    """Long-format item scores (session x visit x item) into ``arrays``; returns coords."""
+    cfg = data.config
+    if not data.has_items:
+        raise DataError(
+            f"table 'sessions': the item-level model needs the item columns "
+            f"{cfg.item_columns('baseline')[0]}..{cfg.item_columns('day1')[-1]}, which are absent"
+        )
+    scores = np.stack([s[cfg.item_columns(v)].to_numpy(np.int64) for v in ("baseline", "day1")], 1)
+    n_items = scores.shape[2]
+    idx = np.indices(scores.shape).reshape(3, -1)
+    arrays |= {
+        "item_session": idx[0].astype(np.int64),
+        "item_visit": idx[1].astype(float),
+        "item_index": idx[2].astype(np.int64),
+        "item_score": scores.reshape(-1),
+    }
+    names = [f"item{k}" for k in range(1, n_items + 1)]
+    obs = [f"{sessions[a]}/{('baseline', 'day1')[b]}/{names[c]}" for a, b, c in idx.T]
+    return {
+        "item": names,
+        "cutpoint": [f"{k - 1}|{k}" for k in range(1, cfg.item_max + 1)],
+        "item_obs": obs,
+    }
+
+
+def _expected_total(item, cutpoints, shift):
+    """Expected total score, sum over items of E[y] = sum_k P(y >= k), at latent ``shift``."""
+    eta = item[:, None] - shift - cutpoints[None, :]
+    return pm.math.sigmoid(eta).sum()
+
+
+def _linear(spec: ModelSpec, level: str, covariates: dict, intercept: str) -> pt.TensorVariable:
+    """Intercept + sum of coefficient x covariate over the spec's terms at ``level``."""
+    out = spec.priors[intercept].create_variable(intercept)
+    for term in spec.terms.get(level, ()):
+        name = spec.coefficient(level, term)
+        out = out + spec.priors[name].create_variable(name) * covariates[term]
+    return out
+
+
+def participant_effects(spec: ModelSpec) -> tuple[pt.TensorVariable, pt.TensorVariable]:
+    """Correlated participant effects (u on the glutamate change, v on improvement).
+
+    Non-centred: u = sd_u z1, v = sd_v (rho z1 + sqrt(1 - rho^2) z2), with the SDs from the
+    ``sigma`` of the spec's ``u`` and ``v`` priors and rho from ``uv_rho``.
+    """
+    z = pm.Normal("uv_offset", mu=0, sigma=1, dims=("participant", "uv"))
+    rho = spec.priors["uv_rho"].create_variable("uv_rho")
+    sd_u = spec.priors["u"].parameters["sigma"].create_variable("u_sigma")
+    sd_v = spec.priors["v"].parameters["sigma"].create_variable("v_sigma")
+    u = pm.Deterministic("u", sd_u * z[:, 0], dims="participant")
+    v = pm.Deterministic(
+        "v", sd_v * (rho * z[:, 0] + pt.sqrt(1 - rho**2) * z[:, 1]), dims="participant"
+    )
+    return u, v
+
+
+def build_model(spec: ModelSpec, inputs: ModelInputs) -> pm.Model:
+    """The PyMC model of ``spec`` on ``inputs`` (nothing samples here)."""
+    coords = inputs.coords | ({"uv": ["u", "v"]} if spec.correlated_effects else {})
+    with pm.Model(coords=coords) as model:
+        d = {
+            name: pm.Data(name, value, dims=_DIMS.get(name)) for name, value in inputs.data.items()
+        }
+        pi = d["session_participant"]
+        c, m, p = d["c"], d["m"], d["p"]
+        delta = None
+        if "glutamate" in spec.levels:
+            effects = _linear(
+                spec,
+                "glutamate",
+                {"condition": c, "sex": m, "condition:sex": c * m, "period": p},
+                "beta0",
+            )
+            u = (
+                participant_effects(spec)[0]
+                if spec.correlated_effects
+                else (spec.priors["u"].create_variable("u"))
+            )
+            e = spec.priors["e"].create_variable("e")
+            delta = pm.Deterministic("delta", effects + u[pi] + e, dims="session")
+        if "mrs" in spec.levels:
+            alpha0 = spec.priors["alpha0"].create_variable("alpha0")
+            a = spec.priors["a"].create_variable("a")
+            a_session = spec.priors["a_session"].create_variable("a_session")
+            sigma_mrs = spec.priors["sigma_mrs"].create_variable("sigma_mrs")
+            sigma = (
+                pt.sqrt(sigma_mrs**2 + d["glx_se"] ** 2) if spec.measurement_error else sigma_mrs
+            )
+            s_idx = d["mrs_session"]
+            mu = alpha0 + a[pi[s_idx]] + a_session[s_idx] + delta[s_idx] * d["g"]
+            pm.Normal("glx", mu=mu, sigma=sigma, observed=d["glx_observed"], dims="mrs_obs")
+        if "improvement" in spec.levels:
+            source = delta if spec.delta == "latent" else d["dglx_obs"]
+            dtilde = (source - spec.constants["delta_center"]) / spec.constants["delta_scale"]
+            mu = _linear(
+                spec,
+                "improvement",
+                {
+                    "condition": c,
+                    "sex": m,
+                    "condition:sex": c * m,
+                    "period": p,
+                    "dglx": dtilde,
+                    "dglx:condition": dtilde * c,
+                    "baseline": d["baseline_c"],
+                },
+                "gamma0",
+            )
+            v = model["v"] if spec.correlated_effects else spec.priors["v"].create_variable("v")
+            sigma_y = spec.priors["sigma_y"].create_variable("sigma_y")
+            mu = mu + v[pi]
+            if spec.likelihood == "student_t":
+                nu = spec.priors["nu"].create_variable("nu")
+                pm.StudentT(
+                    "improvement",
+                    nu=nu,
+                    mu=mu,
+                    sigma=sigma_y,
+                    observed=d["improvement_observed"],
+                    dims="session",
+                )
+            else:
+                pm.Normal(
+                    "improvement",
+                    mu=mu,
+                    sigma=sigma_y,
+                    observed=d["improvement_observed"],
+                    dims="session",
+                )
+        if "items" in spec.levels:
+            _items_level(spec, d, c, m, p, pi)
+    return model
+
+
+def _items_level(spec: ModelSpec, d: dict, c, m, p, pi) -> None:
+    r"""Cumulative-logit model of item scores at baseline and day 1.
+
+    .. math:: \Pr(y_{isjk} \le k) = \operatorname{logit}^{-1}(\kappa_k - \eta_{isj}),\quad
+        \eta = \iota_j + w_i + w_{is} - [\text{day 1}]\,(\theta_0 + \theta_N c + \dots + r_i)
+
+    Improvement is reported on the total-score scale for a participant of average severity:
+    expected baseline total minus expected day-1 total, per condition and sex.
+    """
+    shift = _linear(
+        spec, "items", {"condition": c, "sex": m, "condition:sex": c * m, "period": p}, "theta0"
+    )
+    r = spec.priors["r"].create_variable("r")
+    w = spec.priors["w"].create_variable("w")
+    w_session = spec.priors["w_session"].create_variable("w_session")
+    item = spec.priors["item_loc"].create_variable("item_loc")
+    cut = spec.priors["cutpoints"].parameters
+    cutpoints = pm.Normal(
+        "cutpoints",
+        mu=np.asarray(cut["mu"], float),
+        sigma=cut["sigma"],
+        dims="cutpoint",
+        transform=pm.distributions.transforms.ordered,
+    )
+    s_idx = d["item_session"]
+    eta = (
+        item[d["item_index"]]
+        + w[pi[s_idx]]
+        + w_session[s_idx]
+        - d["item_visit"] * (shift + r[pi])[s_idx]
+    )
+    pm.OrderedLogistic(
+        "items", eta=eta, cutpoints=cutpoints, observed=d["item_score"], dims="item_obs"
+    )
+    base = _expected_total(item, cutpoints, 0.0)
+    model = pm.modelcontext(None)
+    names = [spec.coefficient("items", t) for t in spec.terms.get("items", ())]
+    for cond, cv in (("reference", 0.0), ("active", 1.0)):
+        for sex, mv in (("female", -0.5), ("male", 0.5)):
+            covs = {"theta_N": cv, "theta_M": mv, "theta_NM": cv * mv, "theta_P": 0.0}
+            day1_shift = model["theta0"] + sum(model[k] * covs[k] for k in names)
+            pm.Deterministic(
+                f"imp_{cond}_{sex}", base - _expected_total(item, cutpoints, day1_shift)
+            )
+
+
+_DIMS = {
+    "session_participant": "session",
+    "c": "session",
+    "m": "session",
+    "p": "session",
+    "improvement_observed": "session",
+    "baseline_c": "session",
+    "dglx_obs": "session",
+    "mrs_session": "mrs_obs",
+    "g": "mrs_obs",
+    "glx_observed": "mrs_obs",
+    "glx_se": "mrs_obs",
+    "item_session": "item_obs",
+    "item_visit": "item_obs",
+    "item_index": "item_obs",
+    "item_score": "item_obs",
+}

@@ -1,0 +1,240 @@
+"""Fitting: spec + TrialData -> xarray DataTree, with compiled models cached per data shape.
+
+A nutpie-compiled model is reused for every data set of the same shape (``with_data``);
+data of another shape (other n, sessions or blocks) compile anew, because nutpie does not
+resize dims when data are swapped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass
+from importlib.metadata import version
+from typing import Any
+
+import numpy as np
+import pymc as pm
+import xarray as xr
+
+from kbayes.build import ModelInputs, build_model, model_inputs
+from kbayes.data import TrialData
+from kbayes.spec import ModelSpec, load_spec
+
+SAMPLERS = ("nutpie", "pymc")
+
+
+@dataclass
+class _Compiled:
+    model: pm.Model
+    nutpie: Any = None  # nutpie CompiledModel, made on first nutpie use
+
+
+_CACHE: dict[tuple, _Compiled] = {}
+#: How many times a model was compiled for nutpie in this process (tests assert on it).
+compile_count = {"nutpie": 0}
+
+
+def compiled_model(spec: ModelSpec, inputs: ModelInputs) -> _Compiled:
+    """The cached model for (spec, data shape), with ``inputs``'s data set into it."""
+    key = (spec.hash, inputs.shape)
+    entry = _CACHE.get(key)
+    if entry is None:
+        entry = _CACHE[key] = _Compiled(build_model(spec, inputs))
+    else:
+        with entry.model:
+            pm.set_data(inputs.data, coords=inputs.coords)
+    return entry
+
+
+def _nutpie_model(entry: _Compiled, inputs: ModelInputs):
+    import nutpie
+
+    if entry.nutpie is None:
+        entry.nutpie = nutpie.compile_pymc_model(entry.model)
+        compile_count["nutpie"] += 1
+    updated = entry.nutpie.with_data(**inputs.data)
+    return dataclasses.replace(updated, _coords={**updated._coords, **inputs.coords})
+
+
+def _seed_int(seed: int | np.random.Generator | np.random.SeedSequence | None) -> int:
+    if isinstance(seed, int | np.integer):
+        return int(seed)
+    return int(np.random.default_rng(seed).integers(2**31 - 1))
+
+
+def sample(
+    spec: ModelSpec,
+    inputs: ModelInputs,
+    *,
+    draws: int = 1000,
+    tune: int = 1000,
+    chains: int = 4,
+    seed: int | np.random.Generator | None = None,
+    sampler: str = "nutpie",
+    target_accept: float = 0.9,
+    progress: bool = True,
+    cores: int | None = None,
+) -> tuple[xr.DataTree, pm.Model]:
+    """Sample the posterior of ``spec`` on ``inputs``; returns the DataTree and the model."""
+    if sampler not in SAMPLERS:
+        raise ValueError(f"sampler must be one of {SAMPLERS}, not {sampler!r}")
+    entry = compiled_model(spec, inputs)
+    seed = _seed_int(seed)
+    start = time.perf_counter()
+    if sampler == "nutpie":
+        import nutpie
+
+        idata = nutpie.sample(
+            _nutpie_model(entry, inputs),
+            draws=draws,
+            tune=tune,
+            chains=chains,
+            seed=seed,
+            target_accept=target_accept,
+            progress_bar=progress,
+            cores=cores or chains,
+        )
+        pm.backends.arviz.patch_nutpie_idata(idata, entry.model, time.perf_counter() - start)
+    else:
+        idata = pm.sample(
+            draws=draws,
+            tune=tune,
+            chains=chains,
+            random_seed=seed,
+            model=entry.model,
+            target_accept=target_accept,
+            progressbar=progress,
+            cores=cores or chains,
+            compute_convergence_checks=False,
+        )
+    idata.posterior.attrs["sampling_seconds"] = time.perf_counter() - start
+    return idata, entry.model
+
+
+def fit(
+    data: TrialData,
+    model: str | ModelSpec = "joint",
+    *,
+    draws: int = 2000,
+    tune: int = 1000,
+    chains: int = 4,
+    seed: int | np.random.Generator | None = None,
+    sampler: str = "nutpie",
+    target_accept: float = 0.9,
+    prior: bool = False,
+    log_likelihood: bool = True,
+    progress: bool = True,
+) -> xr.DataTree:
+    """Fit a model spec to trial data.
+
+    Parameters
+    ----------
+    data : TrialData
+        Validated trial tables.
+    model : str or ModelSpec, default "joint"
+        A built-in spec name (``kb.spec.builtin_specs()``), a path to a TOML spec or a spec.
+    draws, tune, chains : int
+        Posterior draws and tuning steps per chain, and the number of chains.
+    seed : int or numpy Generator
+        Same seed, same data and spec -> identical draws.
+    sampler : {"nutpie", "pymc"}, default "nutpie"
+        nutpie (compiled once per data shape) or PyMC's own NUTS (for comparison).
+    target_accept : float, default 0.9
+        Target acceptance rate of NUTS step-size adaptation.
+    prior : bool, default False
+        Also draw from the prior and prior predictive (groups ``prior``, ``prior_predictive``).
+    log_likelihood : bool, default True
+        Add the pointwise ``log_likelihood`` group (needed for LOO / ``kb.compare``).
+
+    Returns
+    -------
+    xarray.DataTree
+        Groups ``posterior`` (parameters and the spec's estimands, each with ``label`` and
+        ``unit`` attrs), ``sample_stats``, ``observed_data``, ``constant_data``,
+        ``log_likelihood`` and, on request, ``prior``. ``attrs`` record the spec name and
+        hash, the seed, the sampler and the versions of kbayes, pymc, arviz and nutpie.
+    """
+    spec = load_spec(model)
+    dglx = None
+    first_stage = None
+    if spec.delta == "two_stage":
+        first_stage = fit(
+            data,
+            spec.first_stage,
+            draws=draws,
+            tune=tune,
+            chains=chains,
+            seed=seed,
+            sampler=sampler,
+            target_accept=target_accept,
+            log_likelihood=False,
+            progress=progress,
+        )
+        dglx = first_stage.posterior["delta"].mean(("chain", "draw")).to_numpy()
+    inputs = model_inputs(spec, data, dglx=dglx)
+    rng_seed = _seed_int(seed)
+    idata, pm_model = sample(
+        spec,
+        inputs,
+        draws=draws,
+        tune=tune,
+        chains=chains,
+        seed=rng_seed,
+        sampler=sampler,
+        target_accept=target_accept,
+        progress=progress,
+    )
+    if first_stage is not None:  # stage-1 draws of the glutamate level, for the estimands
+        stage1 = first_stage.posterior.to_dataset()
+        betas = [v for v in stage1.data_vars if v.startswith("beta")]
+        idata["posterior"] = xr.DataTree(xr.merge([idata.posterior.to_dataset(), stage1[betas]]))
+    add_estimands(idata, spec, data)
+    if log_likelihood:
+        pm.compute_log_likelihood(idata, model=pm_model, progressbar=False)
+    if prior:
+        prior_tree = pm.sample_prior_predictive(draws=draws, model=pm_model, random_seed=rng_seed)
+        for group in ("prior", "prior_predictive"):
+            idata[group] = prior_tree[group]
+    idata.attrs.update(result_attrs(spec, data, seed=rng_seed, sampler=sampler))
+    if first_stage is not None:
+        idata.attrs["first_stage_hash"] = first_stage.attrs["spec_hash"]
+    return idata
+
+
+def add_estimands(idata: xr.DataTree, spec: ModelSpec, data: TrialData) -> None:
+    """Add the spec's estimands to the posterior, with ``label`` and ``unit`` attrs."""
+    post = idata.posterior.to_dataset()
+    values = spec.estimand_values({k: post[k] for k in post.data_vars})
+    names = _config_names(data)
+    for name, est in spec.estimands.items():
+        post[name] = values[name].assign_attrs(
+            label=est.label.format(**names), unit=est.unit.format(**names), estimand=1
+        )
+    idata["posterior"] = xr.DataTree(post)
+
+
+def _config_names(data: TrialData) -> dict[str, str]:
+    cfg = data.config
+    return {
+        "active": cfg.active,
+        "reference": cfg.reference,
+        "metabolite": cfg.metabolite,
+        "scale": cfg.scale,
+        "drug": cfg.drug,
+    }
+
+
+def result_attrs(spec: ModelSpec, data: TrialData, *, seed: int, sampler: str) -> dict[str, Any]:
+    """What every result records: spec name, hash and text, seed, sampler, versions."""
+    return {
+        "spec_name": spec.name,
+        "spec_hash": spec.hash,
+        "spec": json.dumps(spec.source, sort_keys=True),
+        "seed": seed,
+        "sampler": sampler,
+        "trial_config": json.dumps(dataclasses.asdict(data.config)),
+        "exclusions": data.exclusions.to_json(orient="records"),
+        **{f"{pkg}_version": version(pkg) for pkg in ("kbayes", "pymc", "arviz", "nutpie")},
+    }

@@ -1,0 +1,430 @@
+"""Model specifications: TOML files in ``models/`` parsed into a frozen :class:`ModelSpec`.
+
+A spec names the levels of the model, its terms, priors (as ``pymc_extras.prior.Prior``
+tables), the g(t) shape, measurement error on/off, constants used to centre and scale
+covariates, and the estimands with labels, units, ROPEs and decision thresholds. The format
+is documented in ``models/README.md``. Every problem in a file is reported in one
+:class:`~kbayes.errors.SpecError` naming the keys.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import math
+import operator
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pymc_extras.prior import Prior
+
+from kbayes.errors import SpecError
+
+SCHEMA_VERSION = 1
+MODELS_DIR = files("kbayes") / "models"
+
+#: Term name -> coefficient name, per level. The intercepts are beta0 / gamma0 / theta0.
+TERMS: dict[str, dict[str, str]] = {
+    "glutamate": {
+        "condition": "beta_N",
+        "sex": "beta_M",
+        "condition:sex": "beta_NM",
+        "period": "beta_P",
+    },
+    "improvement": {
+        "condition": "gamma_N",
+        "sex": "gamma_M",
+        "condition:sex": "gamma_NM",
+        "dglx": "gamma_D",
+        "dglx:condition": "gamma_DN",
+        "baseline": "gamma_B",
+        "period": "gamma_P",
+    },
+    "items": {
+        "condition": "theta_N",
+        "sex": "theta_M",
+        "condition:sex": "theta_NM",
+        "period": "theta_P",
+    },
+}
+#: Parameters each level needs besides its term coefficients.
+LEVEL_PARAMETERS: dict[str, tuple[str, ...]] = {
+    "mrs": ("alpha0", "a", "a_session", "sigma_mrs"),
+    "glutamate": ("beta0", "u", "e"),
+    "improvement": ("gamma0", "v", "sigma_y"),
+    "items": ("theta0", "w", "w_session", "r", "item_loc", "cutpoints"),
+}
+#: Deterministic quantities a level provides to estimand expressions.
+LEVEL_OUTPUTS: dict[str, tuple[str, ...]] = {
+    "items": ("imp_reference_female", "imp_reference_male", "imp_active_female", "imp_active_male"),
+}
+LEVELS = tuple(LEVEL_PARAMETERS)
+DELTA_SOURCES = ("latent", "observed", "two_stage")
+TOP_KEYS = {
+    "schema_version": int,
+    "name": str,
+    "description": str,
+    "levels": list,
+    "delta": str,
+    "first_stage": str,
+    "likelihood": str,
+    "profile": str,
+    "measurement_error": bool,
+    "correlated_effects": bool,
+    "ci_prob": float,
+    "constants": dict,
+    "terms": dict,
+    "priors": dict,
+    "derived": dict,
+    "estimands": dict,
+}
+ESTIMAND_KEYS = {"expr", "label", "unit", "rope", "thresholds"}
+PRIOR_META = {"distribution", "dims", "centered", "transform"}
+
+
+@dataclass(frozen=True)
+class Estimand:
+    """A named posterior quantity: ``expr`` over parameters, constants and derived values.
+
+    ``label`` and ``unit`` may hold ``{active}``, ``{reference}``, ``{metabolite}``,
+    ``{scale}`` and ``{drug}``, filled from the trial's :class:`~kbayes.TrialConfig`.
+    """
+
+    name: str
+    expr: str
+    label: str
+    unit: str
+    rope: tuple[float, float] | None = None
+    thresholds: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A parsed, validated model specification (see ``models/README.md``)."""
+
+    name: str
+    description: str
+    levels: tuple[str, ...]
+    delta: str | None
+    first_stage: str | None
+    likelihood: str
+    profile: str
+    measurement_error: bool
+    correlated_effects: bool
+    ci_prob: float
+    constants: dict[str, float]
+    terms: dict[str, tuple[str, ...]]
+    priors: dict[str, Prior]
+    derived: dict[str, str]
+    estimands: dict[str, Estimand]
+    hash: str = field(repr=False)
+    source: dict = field(repr=False, compare=False)
+
+    def coefficient(self, level: str, term: str) -> str:
+        """Name of the coefficient of ``term`` at ``level``."""
+        return TERMS[level][term]
+
+    def parameters(self) -> set[str]:
+        """Names available to estimand expressions (before constants and derived values)."""
+        names = set(self.priors)
+        for level in self.levels:
+            names.update(LEVEL_PARAMETERS[level], LEVEL_OUTPUTS.get(level, ()))
+            names.update(TERMS.get(level, {})[t] for t in self.terms.get(level, ()))
+        return names
+
+    def estimand_values(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """Evaluate every estimand on ``params`` (floats, arrays or xarray objects)."""
+        scope: dict[str, Any] = {**self.constants, **params}
+        for name, expr in self.derived.items():
+            scope[name] = evaluate(expr, scope)
+        out = {}
+        for name, est in self.estimands.items():
+            out[name] = scope[name] = evaluate(est.expr, scope)
+        return out
+
+    def to_toml_dict(self) -> dict:
+        """The spec as plain data (what was parsed), e.g. to store in a result."""
+        return self.source
+
+
+# --- expressions -----------------------------------------------------------------------
+_BINARY = {
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+    ast.Pow: operator.pow,
+}
+_UNARY = {ast.USub: operator.neg, ast.UAdd: operator.pos}
+_FUNCTIONS = {"exp": np.exp, "log": np.log, "abs": abs, "sqrt": np.sqrt}
+
+
+def _names(expr: str) -> set[str]:
+    tree = ast.parse(expr, mode="eval")
+    for node in ast.walk(tree):
+        allowed = (
+            ast.Expression,
+            ast.Name,
+            ast.Constant,
+            ast.BinOp,
+            ast.UnaryOp,
+            ast.Call,
+            ast.Load,
+            *_BINARY,
+            *_UNARY,
+        )
+        if not isinstance(node, allowed):
+            raise ValueError(f"{type(node).__name__} is not allowed")
+        if isinstance(node, ast.Call) and (
+            not isinstance(node.func, ast.Name) or node.func.id not in _FUNCTIONS
+        ):
+            raise ValueError(f"only the functions {sorted(_FUNCTIONS)} may be called")
+    return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)} - set(_FUNCTIONS)
+
+
+def evaluate(expr: str, scope: Mapping[str, Any]) -> Any:
+    """Evaluate an arithmetic expression (+ - * / **, exp, log, abs, sqrt) over ``scope``."""
+
+    def ev(node: ast.AST) -> Any:
+        match node:
+            case ast.Expression(body=body):
+                return ev(body)
+            case ast.Constant(value=value):
+                return value
+            case ast.Name(id=name):
+                return scope[name]
+            case ast.BinOp(left=left, op=op, right=right):
+                return _BINARY[type(op)](ev(left), ev(right))
+            case ast.UnaryOp(op=op, operand=operand):
+                return _UNARY[type(op)](ev(operand))
+            case ast.Call(func=ast.Name(id=fn), args=args):
+                return _FUNCTIONS[fn](*(ev(a) for a in args))
+        raise ValueError(f"cannot evaluate {ast.dump(node)}")
+
+    return ev(ast.parse(expr, mode="eval"))
+
+
+# --- parsing ---------------------------------------------------------------------------
+def _prior(key: str, table: Any, errors: list[str]) -> Prior | None:
+    if not isinstance(table, dict) or "distribution" not in table:
+        errors.append(f"priors.{key}: expected a table with a 'distribution' key")
+        return None
+    params = {}
+    for name, value in table.items():
+        if name in PRIOR_META:
+            continue
+        if isinstance(value, dict):
+            value = _prior(f"{key}.{name}", value, errors)
+        params[name] = value
+    dims = table.get("dims")
+    try:
+        return Prior(
+            table["distribution"],
+            dims=tuple(dims) if dims else None,
+            centered=table.get("centered", True),
+            transform=table.get("transform"),
+            **params,
+        )
+    except Exception as exc:  # pymc_extras raises several types for a bad prior
+        errors.append(f"priors.{key}: {exc}")
+        return None
+
+
+def _canonical_hash(source: dict) -> str:
+    text = json.dumps(source, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def parse_spec(source: dict, origin: str = "<dict>") -> ModelSpec:
+    """Validate a spec given as plain data (as read from TOML) and freeze it."""
+    errors: list[str] = []
+    for key, value in source.items():
+        if key not in TOP_KEYS:
+            errors.append(f"{key}: unknown key (allowed: {', '.join(sorted(TOP_KEYS))})")
+        elif not isinstance(value, TOP_KEYS[key]) and not (
+            TOP_KEYS[key] is float and isinstance(value, int)
+        ):
+            errors.append(f"{key}: expected {TOP_KEYS[key].__name__}, got {value!r}")
+    if errors:
+        raise SpecError(f"spec {origin}:\n  " + "\n  ".join(errors))
+    if source.get("schema_version") != SCHEMA_VERSION:
+        errors.append(f"schema_version: expected {SCHEMA_VERSION}")
+    levels = tuple(source.get("levels", ()))
+    errors += [
+        f"levels: unknown level {lv!r} (known: {', '.join(LEVELS)})"
+        for lv in levels
+        if lv not in LEVELS
+    ]
+    if not levels:
+        errors.append("levels: at least one level is needed")
+    delta = source.get("delta")
+    if "improvement" in levels and delta not in DELTA_SOURCES:
+        errors.append(
+            f"delta: expected one of {DELTA_SOURCES} for a model with an improvement level"
+        )
+    first_stage = source.get("first_stage")
+    stage1_params: set[str] = set()
+    if delta == "two_stage":
+        try:
+            stage1 = load_spec(first_stage or "")
+            stage1_params = stage1.parameters() - set(stage1.priors) | {
+                p for p in stage1.priors if p.startswith("beta")
+            }
+        except SpecError as exc:
+            errors.append(f"first_stage: {exc}")
+    if delta == "latent" and not {"mrs", "glutamate", "improvement"} <= set(levels):
+        errors.append("delta: 'latent' needs the levels mrs, glutamate and improvement")
+    checks = {
+        "likelihood": ("student_t", "normal"),
+        "profile": ("step", "ramp"),
+    }
+    for key, allowed in checks.items():
+        if source.get(key, allowed[0]) not in allowed:
+            errors.append(f"{key}: {source[key]!r} is not one of {allowed}")
+    ci_prob = float(source.get("ci_prob", 0.95))
+    if not 0 < ci_prob < 1:
+        errors.append("ci_prob: must be between 0 and 1")
+    terms = {}
+    for level, names in source.get("terms", {}).items():
+        if level not in TERMS or level not in levels:
+            errors.append(f"terms.{level}: not a level of this model with terms")
+            continue
+        for term in names:
+            if term not in TERMS[level]:
+                errors.append(
+                    f"terms.{level}: unknown term {term!r} (known: {', '.join(TERMS[level])})"
+                )
+        terms[level] = tuple(names)
+    priors = {}
+    for key, table in source.get("priors", {}).items():
+        prior = _prior(key, table, errors)
+        if prior is not None:
+            priors[key] = prior
+    needed = {p for lv in levels if lv in LEVEL_PARAMETERS for p in LEVEL_PARAMETERS[lv]}
+    needed |= {TERMS[lv][t] for lv, ts in terms.items() for t in ts if t in TERMS[lv]}
+    if "improvement" in levels and source.get("likelihood", "student_t") == "student_t":
+        needed.add("nu")
+    if source.get("correlated_effects"):
+        if not {"glutamate", "improvement"} <= set(levels):
+            errors.append("correlated_effects: needs the glutamate and improvement levels")
+        needed.add("uv_rho")
+    errors += [
+        f"priors.{p}: missing (needed by this model's levels and terms)"
+        for p in sorted(needed - set(priors))
+    ]
+    errors += [f"priors.{p}: not a parameter of this model" for p in sorted(set(priors) - needed)]
+    constants = {}
+    for key, value in source.get("constants", {}).items():
+        if not isinstance(value, int | float) or not math.isfinite(value):
+            errors.append(f"constants.{key}: expected a finite number, got {value!r}")
+        constants[key] = float(value) if isinstance(value, int | float) else value
+    outputs = {o for lv in levels for o in LEVEL_OUTPUTS.get(lv, ())}
+    known = needed | outputs | set(constants) | stage1_params
+    derived = {}
+    for key, expr in source.get("derived", {}).items():
+        errors += _check_expr(f"derived.{key}", expr, known)
+        derived[key] = expr
+        known.add(key)
+    estimands = {}
+    for key, table in source.get("estimands", {}).items():
+        where = f"estimands.{key}"
+        if not isinstance(table, dict):
+            errors.append(f"{where}: expected a table")
+            continue
+        errors += [
+            f"{where}.{k}: unknown key (allowed: {', '.join(sorted(ESTIMAND_KEYS))})"
+            for k in table
+            if k not in ESTIMAND_KEYS
+        ]
+        errors += [f"{where}.{k}: missing" for k in ("label", "unit") if k not in table]
+        expr = table.get("expr", key)
+        errors += _check_expr(f"{where}.expr", expr, known)
+        rope = table.get("rope")
+        if rope is not None and (len(rope) != 2 or rope[0] >= rope[1]):
+            errors.append(f"{where}.rope: expected [low, high] with low < high")
+        estimands[key] = Estimand(
+            name=key,
+            expr=expr,
+            label=str(table.get("label", key)),
+            unit=str(table.get("unit", "")),
+            rope=tuple(rope) if rope else None,
+            thresholds=tuple(float(t) for t in table.get("thresholds", ())),
+        )
+        known.add(key)
+    if errors:
+        raise SpecError(f"spec {origin}:\n  " + "\n  ".join(errors))
+    return ModelSpec(
+        name=source.get("name", origin),
+        description=source.get("description", ""),
+        levels=levels,
+        delta=delta,
+        first_stage=first_stage,
+        likelihood=source.get("likelihood", "student_t"),
+        profile=source.get("profile", "step"),
+        measurement_error=source.get("measurement_error", True),
+        correlated_effects=source.get("correlated_effects", False),
+        ci_prob=ci_prob,
+        constants=constants,
+        terms=terms,
+        priors=priors,
+        derived=derived,
+        estimands=estimands,
+        hash=_canonical_hash(source),
+        source=source,
+    )
+
+
+def _check_expr(where: str, expr: Any, known: set[str]) -> list[str]:
+    if not isinstance(expr, str):
+        return [f"{where}: expected a string expression"]
+    try:
+        unknown = _names(expr) - known
+    except (SyntaxError, ValueError) as exc:
+        return [f"{where}: cannot parse {expr!r}: {exc}"]
+    if not unknown:
+        return []
+    return [f"{where}: {expr!r} refers to {', '.join(sorted(unknown))}, not in this model"]
+
+
+def builtin_specs() -> list[str]:
+    """Names of the specs shipped with kbayes."""
+    return sorted(
+        p.name.removesuffix(".toml") for p in MODELS_DIR.iterdir() if p.name.endswith(".toml")
+    )
+
+
+def load_spec(name_or_path: str | Path | ModelSpec) -> ModelSpec:
+    """Load and validate a model spec: a built-in name (``"joint"``) or a path to a TOML file.
+
+    Raises
+    ------
+    kbayes.SpecError
+        Unknown name (the message lists the valid ones), unreadable TOML, or every problem
+        found in the file, each naming its key.
+    """
+    if isinstance(name_or_path, ModelSpec):
+        return name_or_path
+    text_name = str(name_or_path)
+    if text_name.endswith(".toml") or Path(text_name).is_file():
+        path = Path(text_name)
+        if not path.is_file():
+            raise SpecError(f"spec file {text_name!r} does not exist")
+        raw = path.read_text()
+    else:
+        if text_name not in builtin_specs():
+            raise SpecError(
+                f"unknown model {text_name!r}; built-in models: {', '.join(builtin_specs())} "
+                "(or give a path to a .toml spec)"
+            )
+        raw = (MODELS_DIR / f"{text_name}.toml").read_text()
+    try:
+        source = tomllib.loads(raw)
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecError(f"spec {text_name!r}: not valid TOML: {exc}") from None
+    return parse_spec(source, origin=text_name)
