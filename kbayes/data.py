@@ -146,8 +146,23 @@ class TrialData:
         self.mrs: pd.DataFrame = tables["mrs"]
         self.exclusions: pd.DataFrame = exclusions.reindex(columns=EXCLUSION_COLUMNS)
         self.truth: SimulatedTruth | None = None
-        for row in self.exclusions.itertuples():
-            log.warning("%s: %s (%s)", row.table, row.reason, row.action)
+        for (table, action, reason), rows in self.exclusions.groupby(
+            ["table", "action", "reason"], sort=False
+        ):
+            ids = [
+                "/".join(str(int(x)) if isinstance(x, float) else str(x) for x in r if pd.notna(x))
+                for r in rows[["participant", "period", "block"]].itertuples(index=False)
+            ]
+            more = f" and {len(ids) - 5} more" if len(ids) > 5 else ""
+            log.warning(
+                "%s: %s (%s, %d rows: %s%s)",
+                table,
+                reason,
+                action,
+                len(ids),
+                ", ".join(ids[:5]),
+                more,
+            )
 
     @classmethod
     def from_files(
@@ -169,7 +184,7 @@ class TrialData:
 
     @classmethod
     def from_folder(cls, folder: str | Path, **kwargs: Any) -> TrialData:
-        """Read ``participants``, ``sessions`` and ``mrs`` (.csv, .tsv or .parquet) from a folder."""
+        """Read ``participants``, ``sessions`` and ``mrs`` (.csv/.tsv/.parquet) from a folder."""
         folder = Path(folder)
         paths = {}
         for name in TABLES:
@@ -280,11 +295,12 @@ class TrialData:
         """A few plain-language lines: sizes, completeness and exclusions."""
         n_p = len(self.participants)
         per = self.sessions.groupby("participant").size()
+        sexes = ", ".join(f"{k}: {v}" for k, v in self.participants["sex"].value_counts().items())
+        complete = int((per == per.max()).sum())
         lines = [
-            f"{n_p} participants ({', '.join(f'{k}: {v}' for k, v in self.participants['sex'].value_counts().items())}), "
+            f"{n_p} participants ({sexes}), "
             f"{len(self.sessions)} sessions, {len(self.mrs)} fMRS blocks.",
-            f"{int((per == per.max()).sum())} participants completed every period; "
-            f"{int((per < per.max()).sum())} did not.",
+            f"{complete} participants completed every period; {n_p - complete} did not.",
         ]
         if len(self.exclusions):
             counts = self.exclusions.groupby(["action", "reason"]).size()

@@ -210,7 +210,9 @@ def add_estimands(idata: xr.DataTree, spec: ModelSpec, data: TrialData) -> None:
     names = _config_names(data)
     for name, est in spec.estimands.items():
         post[name] = values[name].assign_attrs(
-            label=est.label.format(**names), unit=est.unit.format(**names), estimand=1
+            label=_capitalise(est.label.format(**names)),
+            unit=est.unit.format(**names),
+            estimand=1,
         )
     idata["posterior"] = xr.DataTree(post)
 
@@ -238,3 +240,7 @@ def result_attrs(spec: ModelSpec, data: TrialData, *, seed: int, sampler: str) -
         "exclusions": data.exclusions.to_json(orient="records"),
         **{f"{pkg}_version": version(pkg) for pkg in ("kbayes", "pymc", "arviz", "nutpie")},
     }
+
+
+def _capitalise(text: str) -> str:
+    return text[:1].upper() + text[1:]

@@ -1,0 +1,166 @@
+"""Command line: ``kbayes demo | fit | check | simulate | reanalyse`` (each with ``--help``)."""
+
+from __future__ import annotations
+
+import functools
+import tomllib
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(
+    help="Bayesian analysis of crossover pharmaco-imaging trials.", no_args_is_help=True
+)
+console = Console(soft_wrap=True)
+_state = {"debug": False}
+
+
+@app.callback()
+def main(debug: Annotated[bool, typer.Option(help="Show full tracebacks.")] = False) -> None:
+    _state["debug"] = debug
+
+
+def _friendly(func):
+    """Turn expected errors into one line on stderr and exit code 1 (tracebacks with --debug)."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except (ValueError, KeyError, FileNotFoundError, OSError) as exc:
+            if _state["debug"]:
+                raise
+            message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+            Console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False)
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+def _fit_and_save(data, model: str, out: Path, name: str, **kwargs) -> Path:
+    import kbayes as kb
+    from kbayes.results import save
+
+    idata = kb.fit(data, model, **kwargs)
+    path = save(idata, out / f"{name}_{kb.load_spec(model).name}.nc")
+    _print_result(idata)
+    console.print(f"Result saved to [bold]{path}[/]")
+    return path
+
+
+def _print_result(idata) -> None:
+    from kbayes.diagnostics import check
+    from kbayes.estimands import estimands
+
+    console.print(check(idata))
+    table = estimands(idata)
+    console.print(
+        table[["unit", "mean", "hdi_low", "hdi_high"]].to_string(float_format="{:.3g}".format)
+    )
+
+
+@app.command()
+@_friendly
+def demo(
+    out: Annotated[Path, typer.Option(help="Folder for the result.")] = Path("kbayes-demo"),
+    seed: int = 1,
+) -> None:
+    """Fit the joint model to the bundled (simulated) example trial."""
+    import kbayes as kb
+
+    data = kb.load_example()
+    console.rule("Bundled example (simulated, shaped like Jelen et al. 2025)")
+    console.print(data.summary())
+    console.print(data.describe().round(3).to_string())
+    console.rule("Joint model")
+    _fit_and_save(data, "joint", out, "example", seed=seed)
+
+
+@app.command()
+@_friendly
+def fit(
+    data: Annotated[
+        list[Path],
+        typer.Argument(
+            help="A folder with participants/sessions/mrs tables, or the three files in that order."
+        ),
+    ],
+    model: Annotated[
+        str, typer.Option(help="Built-in spec name or path to a TOML spec.")
+    ] = "joint",
+    out: Annotated[Path, typer.Option(help="Folder for the result.")] = Path("kbayes-results"),
+    draws: int = 2000,
+    tune: int = 1000,
+    chains: int = 4,
+    seed: int = 1,
+) -> None:
+    """Fit a model to trial data and save the result (netCDF)."""
+    import kbayes as kb
+
+    if len(data) == 1:
+        trial = kb.TrialData.from_folder(data[0])
+    elif len(data) == 3:
+        trial = kb.TrialData.from_files(*data)
+    else:
+        raise ValueError("give one folder or three files (participants, sessions, mrs)")
+    console.print(trial.summary())
+    _fit_and_save(trial, model, out, "fit", draws=draws, tune=tune, chains=chains, seed=seed)
+
+
+@app.command()
+@_friendly
+def check(result: Annotated[Path, typer.Argument(help="A saved result (.nc).")]) -> None:
+    """Convergence verdict and estimands of a saved result."""
+    from kbayes.results import load
+
+    _print_result(load(result))
+
+
+@app.command()
+@_friendly
+def simulate(
+    design: Annotated[
+        Path | None, typer.Option(help="TOML with [design] and [truth] tables.")
+    ] = None,
+    out: Annotated[Path, typer.Option(help="Folder for the three CSV tables.")] = Path(
+        "kbayes-sim"
+    ),
+    seed: int = 1,
+) -> None:
+    """Simulate a trial (defaults shaped like Jelen et al. 2025) and write its tables."""
+    import kbayes as kb
+
+    spec = tomllib.loads(design.read_text()) if design else {}
+    unknown = set(spec) - {"design", "truth"}
+    if unknown:
+        raise ValueError(
+            f"{design}: unknown tables {sorted(unknown)}; expected [design] and [truth]"
+        )
+    design_table = spec.get("design", {})
+    if "block_times" in design_table:
+        design_table["block_times"] = tuple(design_table["block_times"])
+    data = kb.simulate(kb.Design(**design_table), kb.Truth(**spec.get("truth", {})), seed=seed)
+    data.to_files(out)
+    console.print(data.summary())
+    console.print(f"Tables written to [bold]{out}[/]")
+
+
+@app.command()
+@_friendly
+def reanalyse(
+    study: Annotated[str | None, typer.Argument(help="Registry study key, e.g. jelen2025.")] = None,
+    outcome: Annotated[str | None, typer.Argument(help="Outcome key, e.g. madrs_day1.")] = None,
+    delta: Annotated[float | None, typer.Option(help="Clinically meaningful difference.")] = None,
+    ci_prob: float = 0.95,
+    figure: Annotated[
+        Path | None, typer.Option(help="Save the prior/likelihood/posterior figure.")
+    ] = None,
+) -> None:
+    """Reanalyse a published result under sceptical, neutral and enthusiastic priors."""
+    from kbayes.reanalysis import reanalyse_cli
+
+    console.print(
+        reanalyse_cli(study, outcome, delta=delta, ci_prob=ci_prob, figure=figure), highlight=False
+    )
