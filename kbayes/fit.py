@@ -125,6 +125,8 @@ def fit(
     target_accept: float = 0.9,
     prior: bool = False,
     log_likelihood: bool = True,
+    posterior_predictive: bool = True,
+    log_prior: bool = True,
     progress: bool = True,
 ) -> xr.DataTree:
     """Fit a model spec to trial data.
@@ -147,13 +149,20 @@ def fit(
         Also draw from the prior and prior predictive (groups ``prior``, ``prior_predictive``).
     log_likelihood : bool, default True
         Add the pointwise ``log_likelihood`` group (needed for LOO / ``kb.compare``).
+    posterior_predictive : bool, default True
+        Draw replicated observations from the posterior (group ``posterior_predictive``,
+        same seed), for posterior predictive checks (``kb.plots.plot_ppc``).
+    log_prior : bool, default True
+        Add the pointwise ``log_prior`` group, needed with ``log_likelihood`` for prior
+        sensitivity (power-scaling, ``arviz.psense``).
 
     Returns
     -------
     xarray.DataTree
         Groups ``posterior`` (parameters and the spec's estimands, each with ``label`` and
         ``unit`` attrs), ``sample_stats``, ``observed_data``, ``constant_data``,
-        ``log_likelihood`` and, on request, ``prior``. ``attrs`` record the spec name and
+        ``log_likelihood``, ``posterior_predictive``, ``log_prior`` and, on request,
+        ``prior`` and ``prior_predictive``. ``attrs`` record the spec name and
         hash, the seed, the sampler and the versions of kbayes, pymc, arviz and nutpie.
     """
     spec = load_spec(model)
@@ -170,6 +179,8 @@ def fit(
             sampler=sampler,
             target_accept=target_accept,
             log_likelihood=False,
+            posterior_predictive=False,
+            log_prior=False,
             progress=progress,
         )
         dglx = first_stage.posterior["delta"].mean(("chain", "draw")).to_numpy()
@@ -193,6 +204,16 @@ def fit(
     add_estimands(idata, spec, data)
     if log_likelihood:
         pm.compute_log_likelihood(idata, model=pm_model, progressbar=False)
+    if log_prior:
+        pm.compute_log_prior(idata, model=pm_model, progressbar=False)
+    if posterior_predictive:
+        pm.sample_posterior_predictive(
+            idata,
+            model=pm_model,
+            random_seed=rng_seed,
+            extend_inferencedata=True,
+            progressbar=False,
+        )
     if prior:
         prior_tree = pm.sample_prior_predictive(draws=draws, model=pm_model, random_seed=rng_seed)
         for group in ("prior", "prior_predictive"):
