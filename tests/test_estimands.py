@@ -1,0 +1,148 @@
+"""kb.estimands: the table matches direct numpy computation on the draws, takes interval mass,
+ROPEs and thresholds from the stored spec, and says each result in a sentence."""
+
+from __future__ import annotations
+
+import json
+
+import arviz as az
+import numpy as np
+import pytest
+import xarray as xr
+from scipy import stats
+
+import kbayes as kb
+from kbayes.estimands import estimands
+
+
+@pytest.fixture(scope="session")
+def example_fit() -> xr.DataTree:
+    """The bundled example fitted by the glutamate spec, short chains."""
+    return kb.fit(
+        kb.load_example(), "glutamate", draws=300, tune=300, chains=2, seed=1, progress=False
+    )
+
+
+def _hdi(draws: np.ndarray, prob: float) -> tuple[float, float]:
+    """Shortest interval between two draws holding floor(prob * n) + 1 of the n draws."""
+    x = np.sort(draws)
+    k = int(np.floor(prob * len(x)))
+    start = int(np.argmin(x[k:] - x[: len(x) - k]))
+    return x[start], x[start + k]
+
+
+def _with_spec(idata: xr.DataTree, **changes) -> xr.DataTree:
+    """A copy of ``idata`` whose stored spec has the top-level ``changes``."""
+    tree = idata.copy()
+    tree.attrs["spec"] = json.dumps(json.loads(idata.attrs["spec"]) | changes)
+    return tree
+
+
+def test_rows_are_the_spec_estimands_in_spec_order(example_fit):
+    """One row per estimand, in the spec's order, with the fit's labels and units."""
+    table = estimands(example_fit)
+    spec = kb.load_spec("glutamate")
+    assert list(table.index) == list(spec.estimands)
+    assert table.index.name == "estimand"
+    post = example_fit.posterior
+    assert table["label"].tolist() == [post[n].attrs["label"] for n in table.index]
+    assert table.loc["ntx_glu", "unit"] == "Glx/tNAA ratio units"
+    assert table.attrs["ci_prob"] == spec.ci_prob == 0.95
+    assert table.attrs["spec_hash"] == example_fit.attrs["spec_hash"]
+    fixed = ["label", "unit", "mean", "median", "sd", "hdi_low", "hdi_high", "p_direction"]
+    assert table.columns[: len(fixed)].tolist() == fixed
+    assert table.columns[-4:].tolist() == ["ess_bulk", "ess_tail", "rhat", "text"]
+
+
+def test_values_match_direct_computation(example_fit):
+    """Mean, median, SD, HDI, P(direction), P(>0) and % in ROPE, recomputed with numpy."""
+    table = estimands(example_fit)
+    for name, row in table.iterrows():
+        x = example_fit.posterior[name].to_numpy().ravel()
+        assert row["mean"] == pytest.approx(x.mean(), rel=1e-12)
+        assert row["median"] == pytest.approx(np.median(x), rel=1e-12)
+        assert row["sd"] == pytest.approx(np.std(x, ddof=1), rel=1e-12)
+        assert (row["hdi_low"], row["hdi_high"]) == pytest.approx(_hdi(x, 0.95))
+        assert row["P(>0)"] == pytest.approx((x > 0).mean())
+        assert row["p_direction"] == pytest.approx(max((x > 0).mean(), (x < 0).mean()))
+    x = example_fit.posterior["ntx_glu"].to_numpy().ravel()
+    assert table.loc["ntx_glu", ["rope_low", "rope_high"]].tolist() == [-0.005, 0.005]
+    in_rope = 100 * np.mean((x >= -0.005) & (x <= 0.005))
+    assert table.loc["ntx_glu", "in_rope_pct"] == pytest.approx(in_rope)
+    assert table.loc[table.index != "ntx_glu", "in_rope_pct"].isna().all()
+
+
+def test_ess_and_rhat_are_arviz_values(example_fit):
+    """ESS and R-hat columns are ArviZ's (rank-normalised) for each estimand."""
+    table = estimands(example_fit)
+    post = example_fit.posterior.to_dataset()[list(table.index)]
+    for col, values in [
+        ("ess_bulk", az.ess(post, method="bulk")),
+        ("ess_tail", az.ess(post, method="tail")),
+        ("rhat", az.rhat(post)),
+    ]:
+        expected = [float(values[n]) for n in table.index]
+        assert table[col].tolist() == pytest.approx(expected)
+
+
+def test_interval_mass_comes_from_the_spec_or_the_argument(example_fit):
+    """ci_prob defaults to the stored spec's (not ArviZ's 0.89) and can be overridden."""
+    x = example_fit.posterior["ntx_glu"].to_numpy().ravel()
+    from_spec = estimands(_with_spec(example_fit, ci_prob=0.8))
+    assert from_spec.attrs["ci_prob"] == 0.8
+    assert tuple(from_spec.loc["ntx_glu", ["hdi_low", "hdi_high"]]) == pytest.approx(_hdi(x, 0.8))
+    assert "(80 % HDI" in from_spec.loc["ntx_glu", "text"]
+    given = estimands(example_fit, ci_prob=0.5)
+    assert tuple(given.loc["ntx_glu", ["hdi_low", "hdi_high"]]) == pytest.approx(_hdi(x, 0.5))
+
+
+def test_rope_and_thresholds_can_be_overridden(example_fit):
+    """rope= and thresholds= replace the spec's for the estimands named."""
+    table = estimands(
+        example_fit,
+        rope={"ntx_glu_male": (-0.01, 0.01)},
+        thresholds={"ntx_glu": [-0.01, 0.0]},
+        var_names=["ntx_glu", "ntx_glu_male"],
+    )
+    x = example_fit.posterior["ntx_glu"].to_numpy().ravel()
+    male = example_fit.posterior["ntx_glu_male"].to_numpy().ravel()
+    assert table.loc["ntx_glu", "P(>-0.01)"] == pytest.approx((x > -0.01).mean())
+    assert table.loc["ntx_glu_male", "in_rope_pct"] == pytest.approx(
+        100 * np.mean(np.abs(male) <= 0.01)
+    )
+    assert table.loc["ntx_glu", "rope_low"] == -0.005  # the spec's, untouched
+    assert np.isnan(table.loc["ntx_glu_male", "P(>-0.01)"])
+
+
+def test_sentence_for_a_negative_effect():
+    """The text quotes the median, the HDI and P(< 0) for an effect below zero, and the ROPE."""
+    q = stats.norm.ppf((np.arange(4000) + 0.5) / 4000, loc=-3.1, scale=1.4)
+    draws = np.random.default_rng(1).permutation(q).reshape(4, 1000)
+    spec = kb.load_spec("improvement")
+    label = "Naltrexone effect on day-1 improvement"
+    attrs = {"label": label, "unit": "MADRS points", "estimand": 1}
+    post = xr.Dataset({"ntx_imp_direct": (("chain", "draw"), draws, attrs)})
+    tree = xr.DataTree.from_dict({"posterior": post})
+    tree.attrs["spec"] = json.dumps(spec.source)
+    row = estimands(tree).loc["ntx_imp_direct"]
+    assert row["text"] == (
+        f"{label}: -3.1 MADRS points (95 % HDI -5.8 to -0.4); P(< 0) = 0.99; "
+        "22 % in the ROPE [-2, 2]."
+    )
+
+
+def test_errors_name_the_problem(example_fit):
+    """Non-scalar or unknown variables, and a result without spec or ci_prob, raise."""
+    with pytest.raises(ValueError, match=r"'u' has dims \['participant'\]"):
+        estimands(example_fit, var_names=["u"])
+    with pytest.raises(ValueError, match="'nope' is not a posterior variable"):
+        estimands(example_fit, var_names=["nope"])
+    bare = xr.DataTree.from_dict({"posterior": example_fit.posterior.to_dataset()})
+    with pytest.raises(ValueError, match="pass ci_prob"):
+        estimands(bare)
+    assert estimands(bare, ci_prob=0.9).attrs["ci_prob"] == 0.9
+    no_estimands = xr.DataTree.from_dict(
+        {"posterior": example_fit.posterior.to_dataset()[["beta_N"]]}
+    )
+    with pytest.raises(ValueError, match="no estimands"):
+        estimands(no_estimands)
