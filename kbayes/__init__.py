@@ -3,9 +3,12 @@
 from importlib.metadata import version
 
 from kbayes import published
+from kbayes.compare import compare
 from kbayes.config import TrialConfig
 from kbayes.data import TrialData
+from kbayes.diagnostics import Problem, Verdict, check
 from kbayes.errors import DataError, SpecError
+from kbayes.estimands import estimands
 from kbayes.fit import fit
 from kbayes.meta import MetaAnalysis, meta_analysis
 from kbayes.published.convert import (
@@ -32,13 +35,18 @@ __all__ = [
     "MetaAnalysis",
     "ModelSpec",
     "NormalPrior",
+    "Problem",
     "SimulatedTruth",
     "SpecError",
     "TrialConfig",
     "TrialData",
     "Truth",
+    "Verdict",
     "__version__",
     "builtin_specs",
+    "check",
+    "compare",
+    "estimands",
     "fit",
     "from_ci",
     "from_estimate",
