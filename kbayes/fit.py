@@ -218,6 +218,10 @@ def fit(
         prior_tree = pm.sample_prior_predictive(draws=draws, model=pm_model, random_seed=rng_seed)
         for group in ("prior", "prior_predictive"):
             idata[group] = prior_tree[group]
+    if "mrs" in spec.levels:  # block times for plots; set last, as PyMC rewrites constant_data
+        idata["constant_data"]["time_min"] = xr.DataArray(
+            data.mrs["time_min"].to_numpy(float), dims="mrs_obs"
+        )
     idata.attrs.update(result_attrs(spec, data, seed=rng_seed, sampler=sampler))
     if first_stage is not None:
         idata.attrs["first_stage_hash"] = first_stage.attrs["spec_hash"]
@@ -254,7 +258,7 @@ def result_attrs(spec: ModelSpec, data: TrialData, *, seed: int, sampler: str) -
     return {
         "spec_name": spec.name,
         "spec_hash": spec.hash,
-        "spec": json.dumps(spec.source, sort_keys=True),
+        "spec": json.dumps(spec.source),  # file order: estimands may use earlier ones
         "seed": seed,
         "sampler": sampler,
         "trial_config": json.dumps(dataclasses.asdict(data.config)),
