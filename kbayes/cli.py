@@ -13,7 +13,7 @@ from rich.console import Console
 app = typer.Typer(
     help="Bayesian analysis of crossover pharmaco-imaging trials.", no_args_is_help=True
 )
-console = Console(soft_wrap=True)
+console = Console()
 _state = {"debug": False}
 
 
@@ -56,9 +56,8 @@ def _print_result(idata) -> None:
 
     console.print(check(idata))
     table = estimands(idata)
-    console.print(
-        table[["unit", "mean", "hdi_low", "hdi_high"]].to_string(float_format="{:.3g}".format)
-    )
+    columns = ["unit", "mean", "hdi_low", "hdi_high"]
+    console.print(table[columns].to_string(float_format="{:.3g}".format), soft_wrap=True)
 
 
 @app.command()
@@ -73,7 +72,7 @@ def demo(
     data = kb.load_example()
     console.rule("Bundled example (simulated, shaped like Jelen et al. 2025)")
     console.print(data.summary())
-    console.print(data.describe().round(3).to_string())
+    console.print(data.describe().round(3).to_string(), soft_wrap=True)
     console.rule("Joint model")
     _fit_and_save(data, "joint", out, "example", seed=seed)
 
@@ -161,6 +160,5 @@ def reanalyse(
     """Reanalyse a published result under sceptical, neutral and enthusiastic priors."""
     from kbayes.reanalysis import reanalyse_cli
 
-    console.print(
-        reanalyse_cli(study, outcome, delta=delta, ci_prob=ci_prob, figure=figure), highlight=False
-    )
+    text = reanalyse_cli(study, outcome, delta=delta, ci_prob=ci_prob, figure=figure)
+    console.print(text, highlight=False, soft_wrap=True)
