@@ -33,7 +33,9 @@ def _friendly(func):
             if _state["debug"]:
                 raise
             message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-            Console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False)
+            Console(stderr=True).print(
+                f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True
+            )
             raise typer.Exit(1) from None
 
     return wrapper
@@ -98,6 +100,7 @@ def fit(
     """Fit a model to trial data and save the result (netCDF)."""
     import kbayes as kb
 
+    kb.load_spec(model)  # a wrong model name fails before any data are read
     if len(data) == 1:
         trial = kb.TrialData.from_folder(data[0])
     elif len(data) == 3:

@@ -1,0 +1,73 @@
+"""Command line end to end: simulate -> fit -> check, and one-line errors for bad input."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from kbayes.cli import app
+from kbayes.results import load
+
+runner = CliRunner()
+
+
+def invoke(*args: str):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def sim_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sim")
+    design = out / "design.toml"
+    design.write_text("[design]\nn = 12\ndropout = 0.0\n\n[truth]\nbeta_N = -0.03\n")
+    result = invoke("simulate", "--design", design, "--out", out / "tables", "--seed", 3)
+    assert result.exit_code == 0, result.output
+    return out / "tables"
+
+
+def test_simulate_writes_three_tables(sim_dir):
+    assert sorted(p.name for p in sim_dir.iterdir()) == [
+        "mrs.csv",
+        "participants.csv",
+        "sessions.csv",
+    ]
+    assert len((sim_dir / "participants.csv").read_text().splitlines()) == 13  # header + 12
+
+
+def test_fit_then_check_round_trip(sim_dir, tmp_path):
+    out = tmp_path / "res"
+    args = ("--draws", 200, "--tune", 200, "--chains", 2, "--seed", 1)
+    result = invoke("fit", sim_dir, "--model", "improvement", "--out", out, *args)
+    assert result.exit_code == 0, result.output
+    saved = out / "fit_improvement.nc"
+    assert saved.is_file() and "Result saved" in result.output
+    idata = load(saved)
+    assert idata.attrs["spec_name"] == "improvement"
+    assert idata.posterior.sizes["draw"] == 200
+    check = invoke("check", saved)
+    assert check.exit_code == 0, check.output
+    assert "slope_placebo" in check.output
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (("fit", "/no/such/folder"), "no participants"),
+        (("fit", "{sim}", "--model", "nonsense"), "unknown model 'nonsense'"),
+        (("check", "/no/such/result.nc"), "does not exist"),
+        (("check", "{corrupt}"), "not a kbayes result"),
+        (("reanalyse", "nostudy"), "nostudy"),
+        (("simulate", "--design", "{baddesign}"), "unknown tables"),
+    ],
+)
+def test_bad_input_is_one_line_error(args, needle, sim_dir, tmp_path):
+    corrupt = tmp_path / "corrupt.nc"
+    corrupt.write_bytes(b"this is not netCDF")
+    baddesign = tmp_path / "bad.toml"
+    baddesign.write_text("[desgin]\nn = 10\n")
+    filled = [a.format(sim=sim_dir, corrupt=corrupt, baddesign=baddesign) for a in args]
+    result = invoke(*filled)
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    assert needle in result.output
+    assert result.output.strip().startswith("error:")
