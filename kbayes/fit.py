@@ -205,7 +205,7 @@ def fit(
     if log_likelihood:
         pm.compute_log_likelihood(idata, model=pm_model, progressbar=False)
     if log_prior:
-        pm.compute_log_prior(idata, model=pm_model, progressbar=False)
+        pm.stats.compute_log_prior(idata, model=pm_model, progressbar=False)
     if posterior_predictive:
         pm.sample_posterior_predictive(
             idata,
