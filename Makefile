@@ -9,7 +9,7 @@ FIND_PYTHON := for p in python3.12 python3.13 python3.14 \
 	  "$$p" -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null && { command -v "$$p" || echo "$$p"; } && break; \
 	done
 
-.PHONY: demo test test-slow bench lint format clean
+.PHONY: demo test test-slow bench lint format clean chromium
 
 $(VENV)/.installed: pyproject.toml
 	@py="$$($(FIND_PYTHON))"; \
@@ -23,8 +23,20 @@ $(VENV)/.installed: pyproject.toml
 demo: $(VENV)/.installed
 	$(VENV)/bin/kbayes demo
 
-test: $(VENV)/.installed
+test: $(VENV)/.installed chromium
 	$(PY) -m pytest -m "not slow" -q
+
+# Headless Chromium for the report rendering test (tests/test_report.py). Installed only when
+# missing, as root, with apt-get; otherwise (or if the install fails) that test skips, saying why.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "Installing chromium (apt-get) for the report rendering test"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+	      || echo "chromium install failed: the report rendering test will skip"; \
+	  else \
+	    echo "chromium not found and not installable here (needs root and apt-get): the report rendering test will skip"; \
+	  fi; }
 
 test-slow: $(VENV)/.installed
 	$(PY) -m pytest -m slow -q
