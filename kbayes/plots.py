@@ -64,12 +64,8 @@ def _spec(idata: xr.DataTree) -> ModelSpec:
     return parse_spec(json.loads(idata.attrs["spec"]))
 
 
-def _conditions(idata: xr.DataTree) -> tuple[str, str]:
-    cfg = json.loads(idata.attrs.get("trial_config", "{}"))
-    return tuple(cfg.get("conditions", ("reference", "active")))  # type: ignore[return-value]
-
-
 def _config(idata: xr.DataTree, key: str, default):
+    """One setting of the stored trial configuration (``attrs["trial_config"]``)."""
     return json.loads(idata.attrs.get("trial_config", "{}")).get(key, default)
 
 
@@ -234,7 +230,7 @@ def plot_timecourse(idata: xr.DataTree) -> Figure:
     has_time = "time_min" in cd
     x = cd["time_min"].to_numpy() if has_time else block.astype(float)
     post = idata.posterior.to_dataset()
-    names = _conditions(idata)
+    names = _config(idata, "conditions", ("reference", "active"))
     metabolite = _config(idata, "metabolite", "Glx/tNAA")
     fig, ax = plt.subplots(figsize=(8, 4.5), layout="constrained")
     for k, (name, colour) in enumerate(zip(names, _COND_COLOURS, strict=True)):
@@ -318,7 +314,9 @@ def plot_improvement(idata: xr.DataTree) -> Figure:
         return post[spec.coefficient("improvement", term)] if term in terms else 0.0
 
     fig, ax = plt.subplots(figsize=(7, 4.5), layout="constrained")
-    for k, (name, colour) in enumerate(zip(_conditions(idata), _COND_COLOURS, strict=True)):
+    for k, (name, colour) in enumerate(
+        zip(_config(idata, "conditions", ("reference", "active")), _COND_COLOURS, strict=True)
+    ):
         sel = cond == k
         ax.errorbar(
             x[sel],
