@@ -403,12 +403,29 @@ def headline_estimands(idata: xr.DataTree) -> list[str]:
     return with_rope or names[:4]
 
 
+def top_level_priors(idata: xr.DataTree) -> list[str]:
+    """``log_prior`` variables of the top-level priors, the ones prior sensitivity scales.
+
+    Left out: the random-effect distributions (the spec's priors with a hyperprior, and
+    every ``*_offset`` of a non-centred effect). They are part of the model's structure, not
+    prior beliefs, and scaling them would flag almost every quantity of a hierarchical model.
+    """
+    priors = json.loads(idata.attrs.get("spec", "{}")).get("priors", {})
+    hierarchical = {n for n, p in priors.items() if any(isinstance(v, dict) for v in p.values())}
+    return [
+        str(v)
+        for v in idata.log_prior.data_vars
+        if v not in hierarchical and not str(v).endswith("_offset")
+    ]
+
+
 def plot_prior_sensitivity(idata: xr.DataTree, var_names: list[str] | None = None) -> Figure:
     """Power-scaling prior sensitivity: posteriors with the prior or likelihood scaled.
 
     Wraps :func:`arviz.plot_psense_dist`: each panel shows the posterior when the prior (or
     likelihood) is raised to a power slightly below and above 1 (importance-weighted, no
-    refit). Curves that move mean a sensitive quantity (Kallioinen et al. 2024).
+    refit). Curves that move mean a sensitive quantity (Kallioinen et al. 2024). The
+    top-level priors are scaled (:func:`top_level_priors`), the whole likelihood.
 
     Parameters
     ----------
@@ -431,7 +448,13 @@ def plot_prior_sensitivity(idata: xr.DataTree, var_names: list[str] | None = Non
     require(idata, "posterior", "log_prior", "log_likelihood")
     names = var_names or headline_estimands(idata) or scalar_parameters(idata)[:4]
     size = {"figsize": (11, 1.2 + 2.4 * len(names)), "layout": "constrained"}
-    pc = az.plot_psense_dist(idata, var_names=names, backend="matplotlib", figure_kwargs=size)
+    pc = az.plot_psense_dist(
+        idata,
+        var_names=names,
+        prior_var_names=top_level_priors(idata),
+        backend="matplotlib",
+        figure_kwargs=size,
+    )
     return _figure(pc)
 
 

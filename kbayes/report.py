@@ -222,7 +222,12 @@ def _sensitivity_section(idata: xr.DataTree) -> _Section:
         return s
     names = plots.estimand_names(idata) + plots.scalar_parameters(idata)
     with _quiet("arviz_stats"):
-        table = az.psense_summary(idata, var_names=names, threshold=PSENSE_THRESHOLD)
+        table = az.psense_summary(
+            idata,
+            var_names=names,
+            threshold=PSENSE_THRESHOLD,
+            prior_var_names=plots.top_level_priors(idata),
+        )
     flagged = table[table["diagnosis"] != "✓"]
     if len(flagged):
         lines = [
@@ -236,8 +241,9 @@ def _sensitivity_section(idata: xr.DataTree) -> _Section:
         s.parts.append(("p", f"None of the {len(table)} quantities is sensitive to the prior."))
     note = (
         "Power-scaling sensitivity (Kallioinen et al. 2024, doi:10.1007/s11222-023-10366-5): "
-        "how much each posterior moves when the prior or the likelihood is raised to a power "
-        f"near 1; above {PSENSE_THRESHOLD:g} flags a quantity. Both high suggests prior-data "
+        "how much each posterior moves when the top-level priors (not the random-effect "
+        "distributions) or the likelihood are raised to a power near 1; above "
+        f"{PSENSE_THRESHOLD:g} flags a quantity. Both high suggests prior-data "
         "conflict; prior high and likelihood low, a prior that dominates weak data. Short "
         "runs give noisy values."
     )
