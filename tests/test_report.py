@@ -1,0 +1,159 @@
+"""Report round trip: HTML and Markdown of a small joint fit; rendering in headless Chromium."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from kbayes.report import SECTIONS, report
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+IMG = re.compile(r'<img [^>]*src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
+#: Plots of the joint model with the prior drawn (every plot applies).
+JOINT_PLOTS = (
+    "estimands",
+    "timecourse",
+    "improvement",
+    "ppc",
+    "prior-predictive",
+    "prior-sensitivity",
+    "trace",
+)
+
+
+@pytest.fixture(scope="module")
+def reports(joint_example_fit, example, tmp_path_factory) -> dict[str, Path]:
+    """The joint fit's report as HTML (with the data summary) and as Markdown."""
+    folder = tmp_path_factory.mktemp("report")
+    return {
+        "html": report(joint_example_fit, folder / "report.html", data=example),
+        "md": report(joint_example_fit, folder / "report.md"),
+    }
+
+
+def test_html_has_every_section_and_embedded_pngs(reports):
+    """Every section id is there; every image is a base64 PNG that decodes; nothing external."""
+    text = reports["html"].read_text()
+    for sid in SECTIONS:
+        assert f'<section id="{sid}">' in text, f"section {sid!r} missing"
+    for name in JOINT_PLOTS:
+        assert f'<figure id="plot-{name}">' in text, f"plot {name!r} missing"
+    images = IMG.findall(text)
+    assert len(images) == len(JOINT_PLOTS)
+    for data in images:
+        assert base64.b64decode(data).startswith(PNG_MAGIC)
+    assert "<script" not in text
+    assert not re.search(r'(src|href)="(https?:)?//', text), "external asset referenced"
+
+
+def test_html_content(reports):
+    """Data summary, spec hash and TOML, verdict, estimand sentences and versions."""
+    text = html.unescape(reports["html"].read_text())
+    assert "26 participants" in text
+    assert "fewer fMRS blocks than the most complete session" in text  # exclusion notes
+    assert "Spec file joint.toml" in text and "[priors.beta_N]" in text
+    assert "Sampling check:" in text
+    assert "Naltrexone effect on the Glx/tNAA change, averaged over sexes:" in text
+    assert "power-scaling" in text.lower()
+    assert "report: arviz-stats" in text and "fit: seed" in text
+
+
+def test_markdown_sections_and_image_files(reports):
+    """Markdown: every section anchor; images are PNG files in <stem>_files, linked relatively."""
+    path = reports["md"]
+    text = path.read_text()
+    for sid in SECTIONS:
+        assert f'<a id="{sid}"></a>' in text, f"section {sid!r} missing"
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+\.png)\)", text)
+    assert len(links) == len(JOINT_PLOTS)
+    for link in links:
+        assert link.startswith("report_files/")
+        assert (path.parent / link).read_bytes().startswith(PNG_MAGIC)
+
+
+def test_missing_groups_are_reported_not_fatal(joint_example_fit, tmp_path):
+    """Without prior, predictive and log-density groups the report says what to fit."""
+    tree = joint_example_fit.copy()
+    for group in ("prior", "prior_predictive", "posterior_predictive", "log_prior"):
+        del tree[group]
+    text = report(tree, tmp_path / "r.md").read_text()
+    assert "Not computed: the result has no log_prior group" in text
+    assert "posterior_predictive=True" in text and "prior=True" in text
+
+
+def test_unknown_suffix(joint_example_fit, tmp_path):
+    with pytest.raises(ValueError, match=r"\.html, \.htm or \.md"):
+        report(joint_example_fit, tmp_path / "report.pdf")
+
+
+# --- rendering in a browser ---------------------------------------------------------------------
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+#: Appended to a copy of the report: records, after load, each section's height and each
+#: image's decoded size into the DOM, for --dump-dom to show.
+PROBE = """<script>
+window.addEventListener("load", () => {
+  const out = document.createElement("pre");
+  out.id = "kb-probe";
+  out.textContent = JSON.stringify({
+    sections: [...document.querySelectorAll("section")].map(
+      s => [s.id, s.getBoundingClientRect().height]),
+    images: [...document.images].map(i => [i.complete, i.naturalWidth, i.naturalHeight]),
+  });
+  document.body.appendChild(out);
+});
+</script>"""
+
+
+def _chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--virtual-time-budget=10000",
+    ]
+    return subprocess.run(
+        [CHROMIUM, *flags, *args], capture_output=True, text=True, timeout=120, check=True
+    )
+
+
+@pytest.mark.skipif(
+    CHROMIUM is None,
+    reason="headless Chromium not installed: run `make chromium` (as root, with apt-get) or "
+    "`apt-get install chromium`",
+)
+def test_html_renders_in_headless_chromium(reports, tmp_path):
+    """Chromium loads the report: every section has height, every image decodes, not blank."""
+    page = tmp_path / "probe.html"
+    page.write_text(reports["html"].read_text().replace("</body>", PROBE + "\n</body>"))
+    dom = _chromium(tmp_path, "--dump-dom", page.as_uri()).stdout
+    found = re.search(r'<pre id="kb-probe">(.*?)</pre>', dom, re.S)
+    assert found, "the probe script did not run"
+    probe = json.loads(html.unescape(found.group(1)))
+    assert [sid for sid, _ in probe["sections"]] == list(SECTIONS)
+    assert all(height > 0 for _, height in probe["sections"])
+    assert len(probe["images"]) == len(JOINT_PLOTS)
+    assert all(ok and w > 0 and h > 0 for ok, w, h in probe["images"]), probe["images"]
+
+    shot = tmp_path / "shot.png"
+    _chromium(tmp_path, f"--screenshot={shot}", "--window-size=1200,1600", reports["html"].as_uri())
+    pixels = np.asarray(Image.open(shot).convert("L"), dtype=float)
+    assert pixels.std() > 5, "the screenshot is blank"
