@@ -1,0 +1,360 @@
+r"""Laplace (MAP) screening engine: compiled once per (spec, data shape), refit with new data.
+
+For data :math:`y` the posterior of the unconstrained parameters :math:`x` (the model's
+value variables, log Jacobians included) is approximated by
+:math:`N(\hat x, H^{-1})`, :math:`\hat x = \arg\max \log p(x \mid y)`,
+:math:`H = -\nabla^2 \log p(\hat x \mid y)`. Draws of the parameters the estimands use are
+taken from that normal and mapped back to the constrained scale with the model's
+transforms, then the spec's estimands are computed from them.
+
+What is compiled once per shape and reused: the log density and its gradient (new data are
+set into the model's shared ``pm.Data`` variables, which the compiled function reads), the
+sparsity pattern of the Hessian with a colouring of its columns, and the batched map from
+unconstrained draws to the constrained parameters. What is done once per reference data set
+(:meth:`LaplaceEngine.prepare`, one per design point): the mode and Hessian there, whose
+Cholesky factor preconditions the optimiser for every replicate of that point.
+
+Per replicate: L-BFGS-B (scipy) in the preconditioned coordinates from the reference mode,
+then the Hessian at the mode by central differences of the gradient, one pair of gradient
+calls per colour (the participant- and session-level parameters of different participants
+share colours), and draws from the normal.
+
+Hierarchical SDs near zero (a funnel) and skewed posteriors make this approximation poor:
+it is for screening large grids; NUTS gives the final answer (compare their decisions).
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+from dataclasses import dataclass, field
+
+import numpy as np
+import pytensor
+import pytensor.tensor as pt
+import scipy.linalg as sla
+import scipy.optimize as so
+from pytensor.graph.replace import vectorize_graph
+from pytensor.graph.traversal import ancestors
+from threadpoolctl import ThreadpoolController
+
+from kbayes.build import ModelInputs
+from kbayes.fit import compiled_model
+from kbayes.spec import ModelSpec, parse_spec
+
+#: Compilations of a Laplace engine in this process (tests assert on it).
+compile_count = {"laplace": 0}
+_ENGINES: dict[tuple, LaplaceEngine] = {}
+_FD_STEP = 1e-5  # relative step of the finite-difference Hessian (unconstrained units)
+
+
+@functools.cache
+def _controller() -> ThreadpoolController:
+    return ThreadpoolController()
+
+
+def _one_blas_thread():
+    """Single-threaded BLAS: scipy's L-BFGS-B calls BLAS on tiny vectors, and threads waiting
+    for busy cores made it 30x slower on a shared machine."""
+    return _controller().limit(limits=1, user_api="blas")
+
+
+@dataclass
+class LaplaceFit:
+    """One Laplace fit.
+
+    Attributes
+    ----------
+    draws : dict of str to numpy.ndarray
+        Draws of every estimand (shape ``(n_draws,)``, the estimand's units).
+    converged : bool
+        The optimiser converged and the Hessian at the mode is positive definite.
+    message : str
+        The optimiser's message, or why the fit failed.
+    n_iter : int
+        Optimiser iterations.
+    """
+
+    draws: dict[str, np.ndarray]
+    converged: bool
+    message: str
+    n_iter: int
+
+
+@dataclass
+class _Reference:
+    mode: np.ndarray
+    precond: np.ndarray  # L^-1, L the lower Cholesky factor of H (free coordinates) there
+    free: np.ndarray  # indices of the coordinates that are optimised
+    colours: tuple  # Hessian colouring of the free coordinates (LaplaceEngine._colour)
+
+
+@dataclass
+class LaplaceEngine:
+    """Compiled pieces of the Laplace approximation of ``spec`` at one data shape."""
+
+    spec: ModelSpec
+    inputs: ModelInputs
+    references: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.fit_spec = noncentred(self.spec)
+        self.model = compiled_model(self.fit_spec, self.inputs).model
+        self._f = self.model.logp_dlogp_function(ravel_inputs=True)
+        self._f.set_extra_values({})
+        point = self.model.initial_point()
+        names = [v.name for v in self._f._grad_vars]
+        sizes = [int(np.size(point[n])) for n in names]
+        starts = np.concatenate([[0], np.cumsum(sizes)])
+        self.x0 = np.concatenate([np.ravel(point[n]) for n in names]).astype(float)
+        self._slices = {n: slice(starts[k], starts[k + 1]) for k, n in enumerate(names)}
+        self._shapes = {n: np.shape(point[n]) for n in names}
+        self._compile_draw_map()
+        compile_count["laplace"] += 1
+
+    # --- compiled once per shape -------------------------------------------------------
+    def _compile_draw_map(self) -> None:
+        """A batched function: unconstrained draws (draws x k) -> constrained scalars."""
+        m = self.model
+        scalars = [v for v in (*m.free_RVs, *m.deterministics) if v.type.ndim == 0]
+        outs = m.replace_rvs_by_values(scalars)
+        used = [v for v in self._f._grad_vars if v in set(ancestors(outs))]
+        self._draw_index = np.concatenate(
+            [np.arange(self.x0.size)[self._slices[v.name]] for v in used]
+        )
+        batch = pt.matrix("draws")
+        replace, start = {}, 0
+        for v in used:
+            size = int(np.prod(self._shapes[v.name], dtype=int))
+            replace[v] = batch[:, start : start + size].reshape((-1, *self._shapes[v.name]))
+            start += size
+        batched = vectorize_graph(outs, replace=replace)
+        self._draw_names = [v.name for v in scalars]
+        self._draw_map = pytensor.function([batch], batched, on_unused_input="ignore")
+
+    @property
+    def scale_names(self) -> dict[str, str]:
+        """Variables held fixed in a fit (scalar, with a transform: SDs, nu), as
+        variable name -> value-variable name (``{"sigma_y": "sigma_y_log__", ...}``)."""
+        m = self.model
+        return {
+            m.values_to_rvs[v].name: v.name
+            for v in self._f._grad_vars
+            if v.type.ndim == 0 and m.rvs_to_transforms[m.values_to_rvs[v]] is not None
+        }
+
+    def unconstrained(self, values: dict[str, float]) -> dict[str, float]:
+        """Values of the :attr:`scale_names` variables -> values of their value variables."""
+        m, out = self.model, {}
+        for name, value_name in self.scale_names.items():
+            rv = m[name]
+            forward = m.rvs_to_transforms[rv].forward(pt.as_tensor(float(values[name])),
+                                                      *rv.owner.inputs)  # fmt: skip
+            out[value_name] = float(forward.eval())
+        return out
+
+    def _neg(self, x: np.ndarray) -> tuple[float, np.ndarray]:
+        logp, grad = self._f(x)
+        return -float(logp), -np.asarray(grad, dtype=float)
+
+    def _hessian(self, x: np.ndarray, free: np.ndarray, colours=None) -> np.ndarray:
+        """H of -log p over the ``free`` coordinates, by central differences of the gradient.
+
+        With ``colours`` (see :meth:`_colour`) one gradient pair per dense column or colour;
+        without, one per column.
+        """
+        dense, groups, nz = colours or (np.arange(free.size), [], None)
+        p = free.size
+        h = _FD_STEP * np.maximum(1.0, np.abs(x[free]))
+        out = np.zeros((p, p))
+
+        def diff(cols: np.ndarray) -> np.ndarray:
+            e = np.zeros(x.size)
+            e[free[cols]] = h[cols]
+            return (self._neg(x + e)[1] - self._neg(x - e)[1])[free]
+
+        for j in dense:
+            out[:, j] = diff(np.array([j])) / (2 * h[j])
+        is_dense = np.zeros(p, bool)
+        is_dense[dense] = True
+        for cols in groups:
+            d = diff(cols)
+            for j in cols:
+                rows = nz[:, j] & ~is_dense
+                out[rows, j] = d[rows] / (2 * h[j])
+        out[np.ix_(dense, ~is_dense)] = out[np.ix_(~is_dense, dense)].T
+        return (out + out.T) / 2
+
+    @staticmethod
+    def _colour(hessian: np.ndarray) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
+        """Split columns into dense ones (done singly) and colours of sparse ones.
+
+        Sparse columns of one colour share no sparse row; their entries in dense rows are
+        taken from the dense columns by symmetry. The split with the fewest gradient pairs
+        among a few thresholds of the column count is kept.
+        """
+        nz = hessian != 0
+        nz |= nz.T
+        best = None
+        for share in (1 / 8, 1 / 4, 1 / 3, 1 / 2, 1):
+            dense = nz.sum(axis=0) > share * nz.shape[0]
+            groups = _greedy_colours(nz & ~dense[:, None], np.flatnonzero(~dense))
+            if best is None or dense.sum() + len(groups) < best[0].sum() + len(best[1]):
+                best = (dense, groups)
+        return np.flatnonzero(best[0]), best[1], nz
+
+    # --- per reference and per replicate -----------------------------------------------
+    def _optimise(self, start: np.ndarray, free: np.ndarray, precond: np.ndarray | None):
+        """Minimise -log p over ``free`` from ``start``; ``precond`` = L^-1 with L L' = H."""
+        p = np.eye(free.size) if precond is None else precond
+
+        def full(z: np.ndarray) -> np.ndarray:
+            x = start.copy()
+            x[free] += z @ p
+            return x
+
+        def fun(z: np.ndarray) -> tuple[float, np.ndarray]:
+            value, grad = self._neg(full(z))
+            return value, p @ grad[free]
+
+        res = so.minimize(fun, np.zeros(free.size), jac=True, method="L-BFGS-B",
+                          options={"maxiter": 20000})  # fmt: skip
+        return full(res.x), res
+
+    def prepare(
+        self, key: str, inputs: ModelInputs, scales: dict[str, float] | None = None
+    ) -> None:
+        r"""Scales, mode and Hessian on a reference data set (``inputs``), kept under ``key``.
+
+        The variables of :attr:`scale_names` (SDs, nu) are held fixed in every fit with
+        ``reference=key``: at ``scales`` (constrained values by variable name, e.g. posterior
+        medians of a NUTS fit) or, by default, at the mode of their Laplace-approximate
+        marginal posterior on ``inputs``, :math:`\max_s \log p(\hat\theta_s, s \mid y) -
+        \tfrac12 \log\det H_s` (the empirical-Bayes step of TMB and INLA). Fits start from
+        the mode at those scales, are preconditioned by its Hessian, and do not depend on
+        what was fitted before them.
+        """
+        if key in self.references:
+            return
+        compiled_model(self.fit_spec, inputs)
+        value_names = list(self.scale_names.values())
+        index = np.array([self._slices[n].start for n in value_names], dtype=int)
+        free = np.setdiff1d(np.arange(self.x0.size), index)
+        start = self.x0.copy()
+        with _one_blas_thread():
+            if scales is not None:
+                fixed = self.unconstrained(scales)
+                start[index] = [fixed[n] for n in value_names]
+            mode, _ = self._optimise(start, free, None)
+            # sparsity pattern at a generic point: at a mode some entries vanish by accident
+            jitter = np.random.default_rng(0).normal(0, 0.1, mode.size)
+            colours = self._colour(self._hessian(mode + jitter, free))
+            if scales is None and index.size:
+                mode = self._marginal_mode(mode, free, index, colours)
+            hess = self._hessian(mode, free, colours)
+            w, v = np.linalg.eigh(hess)
+            chol = np.linalg.cholesky((v * np.maximum(w, 1e-8 * w.max())) @ v.T)
+            precond = sla.solve_triangular(chol, np.eye(free.size), lower=True)
+        self.references[key] = _Reference(mode, precond, free, colours)
+
+    def _marginal_mode(self, x: np.ndarray, free, index, colours) -> np.ndarray:
+        """Maximise the Laplace-approximate marginal posterior of the fixed coordinates.
+
+        Nelder-Mead over the fixed coordinates (unconstrained, tolerance 0.01); each inner
+        optimisation starts from the previous mode, preconditioned by the previous Hessian.
+        """
+        state = {"x": x.copy(), "precond": None}
+
+        def objective(s: np.ndarray) -> float:
+            start = state["x"].copy()
+            start[index] = s
+            mode, res = self._optimise(start, free, state["precond"])
+            try:
+                chol = np.linalg.cholesky(self._hessian(mode, free, colours))
+            except np.linalg.LinAlgError:
+                return np.inf
+            state["x"] = mode
+            state["precond"] = sla.solve_triangular(chol, np.eye(free.size), lower=True)
+            return float(res.fun + np.log(np.diag(chol)).sum())
+
+        options = {"xatol": 1e-2, "fatol": 1e-3, "maxfev": 60 * index.size}
+        res = so.minimize(objective, x[index], method="Nelder-Mead", options=options)
+        out = state["x"].copy()
+        out[index] = res.x
+        return self._optimise(out, free, state["precond"])[0]
+
+    def fit(
+        self, inputs: ModelInputs, *, reference: str, draws: int, seed: np.random.SeedSequence
+    ) -> LaplaceFit:
+        """Laplace approximation on ``inputs`` (same shape), from a prepared reference.
+
+        Parameters
+        ----------
+        inputs : ModelInputs
+        reference : str
+            Key given to :meth:`prepare`.
+        draws : int
+            Draws from the normal approximation.
+        seed : numpy.random.SeedSequence
+            Seeds the draws.
+        """
+        ref = self.references[reference]
+        compiled_model(self.fit_spec, inputs)
+        with _one_blas_thread():
+            mode, res = self._optimise(ref.mode, ref.free, ref.precond)
+            try:
+                chol = np.linalg.cholesky(self._hessian(mode, ref.free, ref.colours))
+            except np.linalg.LinAlgError:  # not a mode, or a sparsity the colouring missed
+                try:
+                    chol = np.linalg.cholesky(self._hessian(mode, ref.free))
+                except np.linalg.LinAlgError:
+                    msg = "Hessian at the mode is not positive definite"
+                    return LaplaceFit({}, False, msg, res.nit)
+            idx = self._draw_index
+            is_free = np.isin(idx, ref.free)
+            pos = np.searchsorted(ref.free, idx[is_free])
+            cov = sla.cho_solve((chol, True), np.eye(ref.free.size)[:, pos])[pos]
+            x = np.tile(mode[idx], (draws, 1))
+            z = np.random.default_rng(seed).standard_normal((draws, int(is_free.sum())))
+            x[:, is_free] += z @ np.linalg.cholesky(cov).T
+        values = dict(zip(self._draw_names, self._draw_map(x), strict=True))
+        estimands = {k: np.asarray(v) for k, v in self.spec.estimand_values(values).items()}
+        ok = bool(res.success) and all(np.isfinite(v).all() for v in estimands.values())
+        return LaplaceFit(estimands, ok, str(res.message), res.nit)
+
+
+def noncentred(spec: ModelSpec) -> ModelSpec:
+    """``spec`` with every hierarchical prior non-centred (the same posterior, reparametrised).
+
+    A centred hierarchical prior makes the joint density unbounded as its SD goes to zero
+    (no mode exists); in the non-centred form the mode exists.
+    """
+    source = copy.deepcopy(spec.source)
+    for table in source.get("priors", {}).values():
+        if table.get("dims") and isinstance(table.get("sigma"), dict):
+            table["centered"] = False
+    return parse_spec(source, origin=f"{spec.name} (non-centred)")
+
+
+def _greedy_colours(rows: np.ndarray, columns: np.ndarray) -> list[np.ndarray]:
+    """Greedy colouring of ``columns``: no two of one colour share a nonzero of ``rows``."""
+    colours: list[list[int]] = []
+    taken: list[np.ndarray] = []
+    for j in columns:
+        for k, mask in enumerate(taken):
+            if not (mask & rows[:, j]).any():
+                colours[k].append(j)
+                mask |= rows[:, j]
+                break
+        else:
+            colours.append([j])
+            taken.append(rows[:, j].copy())
+    return [np.array(c) for c in colours]
+
+
+def engine(spec: ModelSpec, inputs: ModelInputs) -> LaplaceEngine:
+    """The cached :class:`LaplaceEngine` of this process for (spec, data shape)."""
+    key = (spec.hash, inputs.shape)
+    if key not in _ENGINES:
+        _ENGINES[key] = LaplaceEngine(spec, inputs)
+    return _ENGINES[key]

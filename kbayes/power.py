@@ -1,0 +1,646 @@
+"""Power and assurance: design grid x replicates -> decision rates with Monte-Carlo error.
+
+Each replicate simulates a trial at one design point, fits it (NUTS by nutpie, or the Laplace
+screening engine of :mod:`kbayes.laplace`) and applies a decision :class:`~kbayes.rules.Rule`.
+
+* **Seeds.** Replicate r of design point k uses ``SeedSequence(seed, spawn_key=(k, r))``,
+  k taken from the point's key (a hash of spec, design, truth and engine settings), and its
+  children 0, 1, 2 for the truth, data and sampler: results do not depend on the number of
+  workers, on the order replicates finish in, or on which other points are in the grid.
+* **One shape per design point.** A power run draws dropout and missing blocks as fixed
+  counts (:func:`simulate_tables`): the last ``round(n * dropout)`` participants (they are
+  exchangeable) miss period 2 and ``round(blocks * block_missing)`` blocks, placed at
+  random, are missing, instead of :func:`kbayes.simulate`'s independent coin flips. Every
+  replicate of a point then has one data shape, so a model is compiled once per point and
+  process and refitted with new data. (Blocks whose CRLB exceeds ``config.crlb_max`` are
+  still excluded and may change a shape.)
+* **Store.** Each finished replicate is a small JSON file ``store/<point>/<rep>.json``,
+  written atomically; a rerun skips those present.
+* **Parallel.** Dask distributed: a ``LocalCluster`` of processes by default, or an existing
+  cluster (``client=`` a Client or a ``tcp://`` address). Workers are sent data, never
+  models: each process compiles a model once per (spec, shape) and caches it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+
+from kbayes.build import ModelInputs, model_inputs
+from kbayes.data import TrialData, infusion_profile
+from kbayes.rules import Rule, as_rule
+from kbayes.simulate import Design, Truth, _draw
+from kbayes.spec import ModelSpec, load_spec, parse_spec
+
+ENGINES = ("nutpie", "laplace")
+#: Sampler settings of a power replicate (shorter than a full fit).
+NUTS_DEFAULTS = {"draws": 500, "tune": 500, "chains": 2, "target_accept": 0.9}
+RHAT_MAX, ESS_MIN = 1.05, 100.0  # a replicate beyond these (or with divergences) is a problem
+
+
+# --- truths and design priors ----------------------------------------------------------
+class DesignPrior(Protocol):
+    """A distribution of truths: ``draw(seed)`` gives the Truth of one replicate."""
+
+    key: str
+
+    def draw(self, seed: np.random.SeedSequence) -> Truth: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class FixedTruth:
+    """Every replicate has the same :class:`~kbayes.Truth` (power)."""
+
+    truth: Truth
+
+    @property
+    def key(self) -> str:
+        return _hash(self.truth.params)
+
+    def draw(self, seed: np.random.SeedSequence) -> Truth:
+        return self.truth
+
+
+@dataclasses.dataclass(frozen=True)
+class PriorTruth:
+    """Truth fields drawn from ``pymc_extras.prior.Prior`` objects over a base Truth.
+
+    ``PriorTruth({"beta_N": Prior("Normal", mu=-0.02, sigma=0.01)})`` sets ``beta_N`` of
+    each replicate's Truth to a draw (its units: those of the Truth field); the other fields
+    are ``base``'s. Priors must have numeric parameters (no hyperpriors).
+    """
+
+    priors: Mapping[str, Any]
+    base: Truth = dataclasses.field(default_factory=Truth)
+
+    @property
+    def key(self) -> str:
+        return _hash({"base": self.base.params, **{k: p.to_dict() for k, p in self.priors.items()}})
+
+    def draw(self, seed: np.random.SeedSequence) -> Truth:
+        rng = np.random.default_rng(seed)
+        values = {name: float(_prior_sampler(p)(rng)) for name, p in sorted(self.priors.items())}
+        return dataclasses.replace(self.base, **values)
+
+
+@dataclasses.dataclass(frozen=True)
+class PredictiveTruth:
+    """One Truth field from a predictive distribution, e.g. a meta-analysis (assurance).
+
+    ``source.predictive_draws(1, rng)`` (e.g. :meth:`kbayes.MetaAnalysis.predictive_draws`)
+    is drawn per replicate and mapped by ``transform`` onto the scale of Truth field
+    ``field``: a meta-analytic draw on its own stated scale (say, MADRS points of the
+    naltrexone effect) must be put on the field's scale explicitly.
+    """
+
+    source: Any
+    field: str
+    transform: Callable[[float], float] = float
+    base: Truth = dataclasses.field(default_factory=Truth)
+
+    @property
+    def key(self) -> str:
+        draws = np.asarray(self.source.predictive_draws(256, 0))
+        name = getattr(self.transform, "__name__", repr(self.transform))
+        return _hash({"base": self.base.params, "field": self.field, "t": name,
+                      "draws": hashlib.sha256(draws.tobytes()).hexdigest()})  # fmt: skip
+
+    def draw(self, seed: np.random.SeedSequence) -> Truth:
+        value = self.source.predictive_draws(1, np.random.default_rng(seed))[0]
+        return dataclasses.replace(self.base, **{self.field: float(self.transform(value))})
+
+
+@dataclasses.dataclass(frozen=True)
+class PosteriorTruth:
+    """Truths from a fitted posterior: each replicate takes one posterior draw at random.
+
+    Every Truth field whose name (or the model's name for it, :data:`TRUTH_NAMES`) is a
+    scalar posterior variable is set from that draw; the rest are ``base``'s. ``sigma_mrs``
+    is a :class:`~kbayes.Design` field and stays the design's.
+    """
+
+    dt: Any
+    base: Truth = dataclasses.field(default_factory=Truth)
+
+    def _table(self) -> pd.DataFrame:
+        post = self.dt.posterior
+        cols = {}
+        for field in self.base.params:
+            name = TRUTH_NAMES.get(field, field)
+            if name in post.data_vars and post[name].ndim == 2:
+                cols[field] = post[name].values.reshape(-1)
+        return pd.DataFrame(cols)
+
+    @property
+    def key(self) -> str:
+        table = self._table()
+        digest = hashlib.sha256(table.to_numpy().tobytes()).hexdigest()
+        return _hash({"base": self.base.params, "cols": list(table), "draws": digest})
+
+    def draw(self, seed: np.random.SeedSequence) -> Truth:
+        table = self._table()
+        row = table.iloc[int(np.random.default_rng(seed).integers(len(table)))]
+        return dataclasses.replace(self.base, **row.astype(float).to_dict())
+
+
+#: Truth field -> model variable, where the names differ.
+TRUTH_NAMES = {"sd_a": "a_sigma", "sd_a_session": "a_session_sigma", "sd_u": "u_sigma",
+               "sd_e": "e_sigma", "sd_v": "v_sigma", "rho_uv": "uv_rho"}  # fmt: skip
+
+
+def design_prior(truth: Any) -> DesignPrior:
+    """A :class:`DesignPrior` from a Truth, a dict of Priors, a DataTree or a DesignPrior."""
+    if isinstance(truth, Truth):
+        return FixedTruth(truth)
+    if isinstance(truth, Mapping):
+        return PriorTruth(truth)
+    if hasattr(truth, "draw") and hasattr(truth, "key"):
+        return truth
+    if hasattr(truth, "posterior"):
+        return PosteriorTruth(truth)
+    raise TypeError(
+        f"truth must be a Truth, a dict of Priors, a fitted DataTree or a DesignPrior; got "
+        f"{type(truth).__name__} (wrap a meta-analysis in PredictiveTruth(meta, field=...))"
+    )
+
+
+_SAMPLERS: dict[str, Callable] = {}
+
+
+def _prior_sampler(prior: Any) -> Callable[[np.random.Generator], float]:
+    """A compiled-once draw function of a Prior, reseeded per call."""
+    key = json.dumps(prior.to_dict(), sort_keys=True)
+    if key not in _SAMPLERS:
+        import pytensor
+
+        shared = pytensor.shared(np.random.default_rng())
+        rv = prior.pymc_distribution.dist(**prior.parameters, rng=shared)
+        fn = pytensor.function([], rv)
+
+        def sample(rng: np.random.Generator) -> float:
+            shared.set_value(rng, borrow=True)
+            return fn()
+
+        _SAMPLERS[key] = sample
+    return _SAMPLERS[key]
+
+
+# --- simulation at a fixed shape -------------------------------------------------------
+def simulate_inputs(
+    spec: ModelSpec, design: Design, truth: Truth, seed: np.random.SeedSequence
+) -> ModelInputs:
+    """Simulate one trial (:func:`simulate_tables`) and return the model's inputs.
+
+    Equals ``model_inputs(spec, TrialData(*simulate_tables(...)))`` (tested) without the
+    tables' validation, which would take longer than a Laplace fit.
+    """
+    people, sessions, mrs = simulate_tables(design, truth, seed, spec.profile)
+    if "items" in spec.levels or spec.delta == "two_stage":
+        return model_inputs(spec, TrialData(people, sessions, mrs, config=design.config))
+    return _inputs(spec, people, sessions, mrs, design.config)
+
+
+def simulate_tables(
+    design: Design, truth: Truth, seed: np.random.SeedSequence, profile: str = "step"
+) -> list[pd.DataFrame]:
+    """The three tables of one trial, with fixed-count missingness.
+
+    The trial is :func:`kbayes.simulate`'s draw without dropout or missing blocks; then
+    the last ``round(n * dropout)`` participants (participants are exchangeable: sex and
+    sequence are assigned by random permutation) lose period 2, and
+    ``round(blocks * block_missing)`` blocks are removed at random, keeping in every session
+    a block before and one during the infusion (``profile`` says which are which). Blocks
+    whose CRLB exceeds ``config.crlb_max`` are dropped, as :class:`~kbayes.TrialData` does.
+    """
+    rng = np.random.default_rng(_child(seed))  # a copy: Generator.spawn mutates its seed
+    full = dataclasses.replace(design, dropout=0.0, block_missing=0.0)
+    (people, sessions, mrs), _ = _draw(full, truth, rng)
+    cfg, n = design.config, design.n
+    dropped = set(people["participant"].iloc[n - round(n * design.dropout) :])
+    keep = ~(sessions["participant"].isin(dropped) & (sessions["period"] == 2))
+    sessions = sessions[keep.to_numpy()].reset_index(drop=True)
+    mrs = mrs[~(mrs["participant"].isin(dropped) & (mrs["period"] == 2)).to_numpy()]
+    mrs = mrs[mrs["crlb"].to_numpy() <= cfg.crlb_max].reset_index(drop=True)
+    during = infusion_profile(mrs["time_min"], profile, cfg.infusion_min) > 0
+    mrs = mrs.drop(index=_missing_blocks(mrs, during, design.block_missing, rng))
+    return [people, sessions, mrs.reset_index(drop=True)]
+
+
+def _missing_blocks(mrs: pd.DataFrame, during: np.ndarray, share: float, rng) -> np.ndarray:
+    """Row labels of ``round(rows * share)`` blocks to remove, leaving each session a block
+    before and one during the infusion."""
+    session = (mrs["participant"] + "/" + mrs["period"].astype(str)).to_numpy()
+    order = rng.permutation(len(mrs))
+    left = {}
+    for s, d in zip(session, during, strict=True):
+        left[(s, d)] = left.get((s, d), 0) + 1
+    out, target = [], round(len(mrs) * share)
+    for k in order:
+        if len(out) == target:
+            break
+        key = (session[k], during[k])
+        if left[key] > 1:
+            left[key] -= 1
+            out.append(mrs.index[k])
+    return np.array(out, dtype=int)
+
+
+def _inputs(spec, people, sessions, mrs, cfg) -> ModelInputs:
+    """:func:`kbayes.build.model_inputs` for tables already in participant/period/block order."""
+    ids = people["participant"].tolist()
+    index = {p: k for k, p in enumerate(ids)}
+    sex = dict(zip(people["participant"], people["sex"], strict=True))
+    sp, sq = sessions["participant"].to_numpy(), sessions["period"].to_numpy()
+    labels = [f"{p}/{q}" for p, q in zip(sp, sq, strict=True)]
+    periods = np.unique(sq)
+    coords = {"participant": ids, "session": labels}
+    arrays = {
+        "session_participant": np.array([index[p] for p in sp], dtype=np.int64),
+        "c": (sessions["condition"] == cfg.active).to_numpy(float),
+        "m": np.where(np.array([sex[p] for p in sp]) == cfg.sexes[1], 0.5, -0.5),
+        "p": sq.astype(float) - (periods.min() + periods.max()) / 2,
+    }
+    s_index = {lab: k for k, lab in enumerate(labels)}
+    mp, mq, mb = mrs["participant"].to_numpy(), mrs["period"].to_numpy(), mrs["block"].to_numpy()
+    m_session = np.array([s_index[f"{p}/{q}"] for p, q in zip(mp, mq, strict=True)], np.int64)
+    y = mrs["glx_ratio"].to_numpy(float)
+    g = infusion_profile(mrs["time_min"], spec.profile, cfg.infusion_min)
+    if "mrs" in spec.levels:
+        coords["mrs_obs"] = [f"{p}/{q}/{b}" for p, q, b in zip(mp, mq, mb, strict=True)]
+        arrays |= {"mrs_session": m_session, "g": g, "glx_observed": y,
+                   "glx_se": mrs["crlb"].to_numpy(float) / 100 * y}  # fmt: skip
+    if "improvement" in spec.levels:
+        base = sessions["madrs_baseline"].to_numpy(float)
+        arrays["improvement_observed"] = base - sessions["madrs_day1"].to_numpy(float)
+        arrays["baseline_c"] = base - spec.constants["baseline_center"]
+        if spec.delta != "latent":  # per-session least-squares slope of the ratio on g
+            count = np.bincount(m_session, minlength=len(labels))
+            g_c = g - (np.bincount(m_session, g, len(labels)) / count)[m_session]
+            y_c = y - (np.bincount(m_session, y, len(labels)) / count)[m_session]
+            arrays["dglx_obs"] = np.bincount(m_session, g_c * y_c, len(labels)) / np.bincount(
+                m_session, g_c**2, len(labels)
+            )
+    return ModelInputs(coords=coords, data=arrays)
+
+
+# --- one replicate (runs on a worker) --------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class Task:
+    """What a worker needs for one replicate: plain data, no model."""
+
+    spec_source: dict
+    point: str
+    rep: int
+    design: Design
+    truth: Truth
+    reference_truth: Truth
+    seed: np.random.SeedSequence
+    engine: str
+    settings: dict
+
+
+_SPECS: dict[str, ModelSpec] = {}
+
+
+def _spec(source: dict) -> ModelSpec:
+    key = _hash(source)
+    if key not in _SPECS:
+        _SPECS[key] = parse_spec(source, origin=source.get("name", "<power>"))
+    return _SPECS[key]
+
+
+def run_replicate(task: Task, rule: Rule) -> dict:
+    """Simulate, fit and decide one replicate; returns its small JSON-able record."""
+    spec = _spec(task.spec_source)
+    s_data, s_fit = _child(task.seed, 1), _child(task.seed, 2)
+    inputs = simulate_inputs(spec, task.design, task.truth, s_data)
+    start = time.perf_counter()
+    if task.engine == "laplace":
+        draws, diag = _laplace(spec, inputs, task, s_fit)
+    else:
+        draws, diag = _nuts(spec, inputs, s_fit, task.settings)
+    seconds = time.perf_counter() - start
+    truth = spec.estimand_values(task.truth.params)
+    lo, hi = (1 - spec.ci_prob) / 2, (1 + spec.ci_prob) / 2
+    summary = {}
+    for name, x in draws.items():
+        x = np.asarray(x, float).reshape(-1)
+        summary[name] = [float(x.mean()), float(x.std()), *map(float, np.quantile(x, [lo, hi]))]
+    probs = rule.probabilities(draws, spec) if draws else {}
+    return {
+        "point": task.point, "rep": task.rep, "engine": task.engine,
+        "truth": {k: float(v) for k, v in truth.items()},
+        "summary": summary, "probabilities": probs,
+        "outcome": rule.outcome(probs) if probs else None,
+        **diag, "seconds": seconds,
+    }  # fmt: skip
+
+
+def _nuts(spec, inputs, seed, settings) -> tuple[dict, dict]:
+    import arviz_stats as azs
+
+    from kbayes.fit import sample
+
+    dt, model = sample(spec, inputs, seed=int(seed.generate_state(1)[0] >> 1), progress=False,
+                       cores=1, **settings)  # fmt: skip
+    post = dt.posterior.to_dataset()
+    names = [rv.name for rv in model.free_RVs]
+    rhat, ess = azs.rhat(post[names]), azs.ess(post[names], method="bulk")
+    max_rhat = max(float(np.nanmax(rhat[v].values)) for v in names)
+    min_ess = min(float(np.nanmin(ess[v].values)) for v in names)
+    divergences = int(dt.sample_stats["diverging"].sum())
+    values = spec.estimand_values({v: post[v] for v in post.data_vars})
+    draws = {k: np.asarray(v.values).reshape(-1) for k, v in values.items()}
+    problem = divergences > 0 or not max_rhat <= RHAT_MAX or not min_ess >= ESS_MIN
+    return draws, {"divergences": divergences, "max_rhat": max_rhat, "min_ess": min_ess,
+                   "problem": bool(problem), "message": ""}  # fmt: skip
+
+
+def _laplace(spec, inputs, task: Task, seed) -> tuple[dict, dict]:
+    from kbayes import laplace
+    from kbayes.fit import sample
+
+    eng = laplace.engine(spec, inputs)
+    if task.point not in eng.references:  # reference: a NUTS fit of one data set per point
+        ref_seed = np.random.SeedSequence(task.seed.entropy, spawn_key=task.seed.spawn_key[:1])
+        ref_inputs = simulate_inputs(spec, task.design, task.reference_truth, ref_seed)
+        dt, _ = sample(spec, ref_inputs, seed=1, progress=False, cores=1, **NUTS_DEFAULTS)
+        scales = {k: float(dt.posterior[k].median()) for k in eng.scale_names}
+        eng.prepare(task.point, ref_inputs, scales)
+    fit = eng.fit(inputs, reference=task.point, draws=task.settings["draws"], seed=seed)
+    return fit.draws, {"divergences": 0, "max_rhat": np.nan, "min_ess": np.nan,
+                       "problem": not fit.converged, "message": fit.message}  # fmt: skip
+
+
+# --- store -----------------------------------------------------------------------------
+def _child(seed: np.random.SeedSequence, *key: int) -> np.random.SeedSequence:
+    """Child ``key`` of ``seed`` (the seed itself for no key), without mutating ``seed``.
+
+    ``SeedSequence.spawn`` counts its children, so spawning twice gives other streams;
+    children addressed by key do not depend on what was spawned before.
+    """
+    return np.random.SeedSequence(seed.entropy, spawn_key=(*seed.spawn_key, *key))
+
+
+def _hash(obj: Any) -> str:
+    text = json.dumps(obj, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _write(path: Path, record: dict) -> None:
+    """Write atomically: a temporary file in the same folder, then ``os.replace``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps(record, allow_nan=True))
+    os.replace(tmp, path)
+
+
+def read_replicates(store: str | Path) -> pd.DataFrame:
+    """Every stored replicate of a power run, one row each (nested fields as dicts)."""
+    rows = [json.loads(p.read_text()) for p in sorted(Path(store).glob("*/*.json"))]
+    return pd.DataFrame([r for r in rows if "rep" in r])
+
+
+# --- the run ---------------------------------------------------------------------------
+def design_grid(design: Design, n: Iterable[int] | None = None, grid: Mapping | None = None):
+    """Design points: the cartesian product of ``n`` and ``grid``'s lists over ``design``.
+
+    Returns a list of (varied fields, Design) pairs, ``n`` first, in grid order.
+    """
+    axes = {
+        "n": list(n) if n is not None else [design.n],
+        **{k: list(v) for k, v in (grid or {}).items()},
+    }
+    fields = {f.name for f in dataclasses.fields(Design)}
+    unknown = sorted(set(axes) - fields)
+    if unknown:
+        raise ValueError(f"grid: {unknown} are not Design fields ({', '.join(sorted(fields))})")
+    points = [{}]
+    for name, values in axes.items():
+        points = [p | {name: v} for p in points for v in values]
+    out = []
+    for p in points:
+        p = {k: tuple(v) if isinstance(v, list) else v for k, v in p.items()}
+        out.append((p, dataclasses.replace(design, **p)))
+    return out
+
+
+def power(
+    design: Design,
+    truth: Truth | DesignPrior | Mapping | Any,
+    rule: Rule | str | Mapping,
+    *,
+    n: Iterable[int] | None = None,
+    grid: Mapping[str, Iterable] | None = None,
+    replicates: int = 200,
+    seed: int = 0,
+    model: str | ModelSpec = "joint",
+    store: str | Path | None = None,
+    client: Any = None,
+    workers: int = 2,
+    engine: str = "nutpie",
+    target: str | None = None,
+    draws: int | None = None,
+    tune: int | None = None,
+    chains: int | None = None,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Power (or assurance) of a decision rule over a grid of designs.
+
+    Parameters
+    ----------
+    design : Design
+        Fixed design fields; ``n`` and ``grid`` vary some of them.
+    truth : Truth, DesignPrior, dict of Prior or DataTree
+        A fixed truth (power) or a design prior (assurance): :class:`PriorTruth`,
+        :class:`PredictiveTruth` (e.g. a meta-analysis), :class:`PosteriorTruth`.
+    rule : Rule, GoNoGo or str
+        The decision, on the spec's estimands.
+    n : list of int, optional
+        Total participants per point (default: ``design.n``).
+    grid : dict of str to list, optional
+        Other Design fields to vary, e.g. ``{"female_fraction": [0.3, 0.5]}``.
+    replicates : int, default 200
+        Simulated trials per design point.
+    seed : int, default 0
+        Root of every replicate's ``SeedSequence``.
+    model : str or ModelSpec, default "joint"
+    store : path, optional
+        Folder where each finished replicate is kept; a rerun with the same store resumes.
+    client : dask.distributed.Client, str or None, default None
+        ``None``: a ``LocalCluster`` of ``workers`` processes; a Client or a scheduler
+        address (``"tcp://host:8786"``); ``"serial"``: in this process, without Dask.
+    workers : int, default 2
+        Processes of the local cluster.
+    engine : {"nutpie", "laplace"}, default "nutpie"
+        NUTS, or the Laplace screening engine (:mod:`kbayes.laplace`).
+    target : str, optional
+        Estimand for bias, interval width and coverage (default: the rule's first).
+    draws, tune, chains : int, optional
+        NUTS settings (default 500, 500, 2); ``draws`` is the number of Laplace draws
+        (default 4000).
+    progress : bool, default True
+        Show a progress bar.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per design point: the varied design fields; ``replicates``, ``n_ok`` and
+        ``n_problem`` (replicates with divergences, R-hat > 1.05, bulk ESS < 100, or a
+        failed Laplace fit: counted, and left out of every rate); ``power`` (share of
+        ``go`` among ok replicates) and ``power_se`` (its Monte-Carlo SE); for a GoNoGo
+        also ``p_nogo``, ``p_inconclusive`` and their SEs; for ``target`` the mean true
+        value, ``mean_estimate`` (posterior means), ``bias``, ``rmse``, ``ci_width`` and
+        ``coverage`` of the spec's ``ci_prob`` equal-tailed interval. ``attrs`` hold the
+        rule, spec, engine and the per-replicate table (``attrs["replicates"]``).
+    """
+    spec, rule = load_spec(model), as_rule(rule)
+    rule.check(spec)
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {ENGINES}, not {engine!r}")
+    target = target or rule.estimands[0]
+    if target not in spec.estimands:
+        raise ValueError(f"target {target!r} is not an estimand of {spec.name!r}")
+    prior = design_prior(truth)
+    reference = getattr(prior, "truth", None) or getattr(prior, "base", Truth())
+    if engine == "laplace":
+        settings = {"draws": draws or 4000}
+    else:
+        given = {"draws": draws, "tune": tune, "chains": chains}
+        settings = NUTS_DEFAULTS | {k: v for k, v in given.items() if v}
+    points = design_grid(design, n, grid)
+    keys, tasks, records = [], [], {}
+    folder = Path(store) if store else None
+    for fields, d in points:
+        about = {"spec": spec.hash, "design": dataclasses.asdict(d), "truth": prior.key,
+                 "engine": engine, "settings": settings}  # fmt: skip
+        key = _hash(about)[:16]
+        rkey = f"{key}-{_hash(rule.text)[:8]}"
+        keys.append((fields, rkey))
+        done = {}
+        if folder:
+            _write(folder / rkey / "point.json", about | {"fields": fields, "rule": rule.text})
+            done = {int(p.stem[1:]): p for p in (folder / rkey).glob("r*.json")}
+        for r in range(replicates):
+            if r in done:
+                records[(rkey, r)] = json.loads(done[r].read_text())
+                continue
+            ss = np.random.SeedSequence(seed, spawn_key=(int(key[:8], 16), r))
+            tasks.append(Task(spec.source, rkey, r, d, prior.draw(_child(ss, 0)), reference,
+                              ss, engine, settings))  # fmt: skip
+    for record in _execute(tasks, rule, client, workers, progress):
+        records[(record["point"], record["rep"])] = record
+        if folder:
+            _write(folder / record["point"] / f"r{record['rep']:06d}.json", record)
+    reps = pd.DataFrame([records[(k, r)] for _, k in keys for r in range(replicates)])
+    table = summarise(reps, keys, rule, target)
+    table.attrs = {"rule": rule.text, "spec": spec.name, "engine": engine, "target": target,
+                   "replicates": reps}  # fmt: skip
+    return table
+
+
+def _execute(tasks: list[Task], rule: Rule, client: Any, workers: int, progress: bool):
+    """Run tasks (serially, or on Dask), yielding records as they finish."""
+    from rich.progress import Progress
+
+    with Progress(disable=not progress, transient=False) as bar:
+        job = bar.add_task("replicates", total=len(tasks))
+        if not tasks:
+            return
+        if client == "serial":
+            for task in tasks:
+                yield run_replicate(task, rule)
+                bar.advance(job)
+            return
+        from dask.distributed import Client, LocalCluster, as_completed
+
+        cluster = None
+        if client is None:
+            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                   dashboard_address=None)  # fmt: skip
+            client = Client(cluster)
+        elif isinstance(client, str):
+            client = Client(client)
+        try:
+            rule_future = client.scatter(rule, broadcast=True)
+            futures = [client.submit(run_replicate, t, rule_future, pure=False) for t in tasks]
+            for future in as_completed(futures):
+                yield future.result()
+                bar.advance(job)
+        finally:
+            if cluster is not None:
+                client.close()
+                cluster.close()
+
+
+def summarise(reps: pd.DataFrame, keys: list, rule: Rule, target: str) -> pd.DataFrame:
+    """Per-design-point table from per-replicate records (see :func:`power`)."""
+    rows = []
+    for fields, key in keys:
+        r = reps[reps["point"] == key]
+        ok = r[~r["problem"].astype(bool)]
+        k = len(ok)
+        row = {**{f: (list(v) if isinstance(v, tuple) else v) for f, v in fields.items()},
+               "replicates": len(r), "n_ok": k, "n_problem": len(r) - k}  # fmt: skip
+        for outcome, col in (
+            ("go", "power"),
+            ("no-go", "p_nogo"),
+            ("inconclusive", "p_inconclusive"),
+        ):
+            if outcome in rule.outcomes and (col == "power" or len(rule.outcomes) == 3):
+                p = float((ok["outcome"] == outcome).mean()) if k else np.nan
+                row[col], row[f"{col}_se"] = p, float(np.sqrt(p * (1 - p) / k)) if k else np.nan
+        est = np.array([s[target] for s in ok["summary"]]) if k else np.empty((0, 4))
+        true = np.array([t[target] for t in ok["truth"]]) if k else np.empty(0)
+        row |= {
+            "true_value": float(true.mean()) if k else np.nan,
+            "mean_estimate": float(est[:, 0].mean()) if k else np.nan,
+            "bias": float((est[:, 0] - true).mean()) if k else np.nan,
+            "rmse": float(np.sqrt(((est[:, 0] - true) ** 2).mean())) if k else np.nan,
+            "ci_width": float((est[:, 3] - est[:, 2]).mean()) if k else np.nan,
+            "coverage": float(((est[:, 2] <= true) & (true <= est[:, 3])).mean()) if k else np.nan,
+        }
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def plot_power(table: pd.DataFrame, x: str = "n", ax: Any = None):
+    """Power against ``x`` with +-2 Monte-Carlo SE bands, one line per other grid setting.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(6, 4), layout="constrained")
+    else:
+        fig = ax.figure
+    stats = {"replicates", "n_ok", "n_problem", "true_value", "mean_estimate", "bias", "rmse",
+             "ci_width", "coverage"}  # fmt: skip
+    others = [c for c in table.columns if c != x and c not in stats
+              and not c.startswith(("power", "p_nogo", "p_inconclusive"))]  # fmt: skip
+    groups = table.groupby([str(c) for c in others], sort=False) if others else [((), table)]
+    for values, g in groups:
+        g = g.sort_values(x)
+        values = values if isinstance(values, tuple) else (values,)
+        label = ", ".join(f"{c}={v}" for c, v in zip(others, values, strict=True)) or None
+        line = ax.plot(g[x], g["power"], marker="o", label=label)[0]
+        lo, hi = g["power"] - 2 * g["power_se"], g["power"] + 2 * g["power_se"]
+        ax.fill_between(g[x], lo.clip(0), hi.clip(upper=1), color=line.get_color(), alpha=0.2, lw=0)
+    ax.set(xlabel=x, ylabel="power (share of replicates: go)", ylim=(0, 1.02))
+    rule = table.attrs.get("rule")
+    ax.set_title(rule if rule and len(rule) < 70 else "power, band: +-2 MC SE", fontsize=9)
+    if len(ax.lines) > 1:
+        ax.legend(fontsize=8)
+    return fig
