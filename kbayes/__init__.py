@@ -2,7 +2,7 @@
 
 from importlib.metadata import version
 
-from kbayes import published
+from kbayes import plots, published
 from kbayes.compare import compare
 from kbayes.config import TrialConfig
 from kbayes.data import TrialData
@@ -23,6 +23,7 @@ from kbayes.published.convert import (
 )
 from kbayes.readers import parse_fsl_mrs, parse_lcmodel, read_fsl_mrs, read_lcmodel
 from kbayes.reanalysis import NormalPrior, plot_reanalysis, prior_set, reanalyse
+from kbayes.report import report
 from kbayes.simulate import Design, SimulatedTruth, Truth, load_example, simulate
 from kbayes.spec import ModelSpec, builtin_specs, load_spec
 
@@ -61,10 +62,12 @@ __all__ = [
     "parse_fsl_mrs",
     "parse_lcmodel",
     "plot_reanalysis",
+    "plots",
     "prior_set",
     "published",
     "read_fsl_mrs",
     "read_lcmodel",
     "reanalyse",
+    "report",
     "simulate",
 ]

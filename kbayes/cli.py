@@ -1,4 +1,4 @@
-"""Command line: ``kbayes demo | fit | check | simulate | reanalyse`` (each with ``--help``)."""
+"""Command line: ``kbayes demo | fit | check | report | simulate | reanalyse`` (``--help``)."""
 
 from __future__ import annotations
 
@@ -48,7 +48,8 @@ def _fit_and_save(data, model: str, out: Path, name: str, **kwargs) -> Path:
     idata = kb.fit(data, model, **kwargs)
     path = save(idata, out / f"{name}_{kb.load_spec(model).name}.nc")
     _print_result(idata)
-    console.print(f"Result saved to [bold]{path}[/]")
+    html = kb.report(idata, path.with_suffix(".html"), data=data)
+    console.print(f"Result saved to [bold]{path}[/]\nReport: [bold]{html}[/]")
     return path
 
 
@@ -118,6 +119,20 @@ def check(result: Annotated[Path, typer.Argument(help="A saved result (.nc).")])
     from kbayes.results import load
 
     _print_result(load(result))
+
+
+@app.command()
+@_friendly
+def report(
+    result: Annotated[Path, typer.Argument(help="A saved result (.nc).")],
+    out: Annotated[Path | None, typer.Option(help="Report file (.html or .md).")] = None,
+) -> None:
+    """Write the HTML (or Markdown) report of a saved result."""
+    import kbayes as kb
+    from kbayes.results import load
+
+    path = kb.report(load(result), out or result.with_suffix(".html"))
+    console.print(f"Report: [bold]{path}[/]")
 
 
 @app.command()

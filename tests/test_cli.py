@@ -47,6 +47,10 @@ def test_fit_then_check_round_trip(sim_dir, tmp_path):
     check = invoke("check", saved)
     assert check.exit_code == 0, check.output
     assert "slope_placebo" in check.output
+    assert (out / "fit_improvement.html").is_file()  # fit writes the report next to the result
+    again = invoke("report", saved, "--out", tmp_path / "again.md")
+    assert again.exit_code == 0, again.output
+    assert (tmp_path / "again.md").read_text().count("## ") >= 5
 
 
 @pytest.mark.parametrize(
