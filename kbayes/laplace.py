@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import copy
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -222,35 +223,46 @@ class LaplaceEngine:
         return full(res.x), res
 
     def prepare(
-        self, key: str, inputs: ModelInputs, scales: dict[str, float] | None = None
+        self,
+        key: str,
+        inputs: Sequence[ModelInputs],
+        scales: dict[str, float] | None = None,
     ) -> None:
-        r"""Scales, mode and Hessian on a reference data set (``inputs``), kept under ``key``.
+        r"""Scales, mode and Hessian on reference data sets (``inputs``), kept under ``key``.
 
         The variables of :attr:`scale_names` (SDs, nu) are held fixed in every fit with
         ``reference=key``: at ``scales`` (constrained values by variable name, e.g. posterior
-        medians of a NUTS fit) or, by default, at the mode of their Laplace-approximate
-        marginal posterior on ``inputs``, :math:`\max_s \log p(\hat\theta_s, s \mid y) -
-        \tfrac12 \log\det H_s` (the empirical-Bayes step of TMB and INLA). Fits start from
-        the mode at those scales, are preconditioned by its Hessian, and do not depend on
-        what was fitted before them.
+        medians of a NUTS fit) or, by default, at the average over ``inputs`` of the mode of
+        their Laplace-approximate marginal posterior,
+        :math:`\max_s \log p(\hat\theta_s, s \mid y) - \tfrac12 \log\det H_s` (the
+        empirical-Bayes step of TMB and INLA), averaged on the unconstrained scale: several
+        data sets, because the scales of one small trial are noisy and would bias every
+        replicate alike. Fits start from the mode at those scales on ``inputs[0]``, are
+        preconditioned by its Hessian, and do not depend on what was fitted before them.
         """
         if key in self.references:
             return
-        compiled_model(self.fit_spec, inputs)
         value_names = list(self.scale_names.values())
         index = np.array([self._slices[n].start for n in value_names], dtype=int)
         free = np.setdiff1d(np.arange(self.x0.size), index)
         start = self.x0.copy()
+        if scales is not None:
+            fixed = self.unconstrained(scales)
+            start[index] = [fixed[n] for n in value_names]
         with _one_blas_thread():
-            if scales is not None:
-                fixed = self.unconstrained(scales)
-                start[index] = [fixed[n] for n in value_names]
+            compiled_model(self.fit_spec, inputs[0])
             mode, _ = self._optimise(start, free, None)
             # sparsity pattern at a generic point: at a mode some entries vanish by accident
             jitter = np.random.default_rng(0).normal(0, 0.1, mode.size)
             colours = self._colour(self._hessian(mode + jitter, free))
             if scales is None and index.size:
-                mode = self._marginal_mode(mode, free, index, colours)
+                found = []
+                for data in inputs:
+                    compiled_model(self.fit_spec, data)
+                    found.append(self._marginal_mode(mode, free, index, colours)[index])
+                start[index] = np.mean(found, axis=0)
+                compiled_model(self.fit_spec, inputs[0])
+                mode, _ = self._optimise(start, free, None)
             hess = self._hessian(mode, free, colours)
             w, v = np.linalg.eigh(hess)
             chol = np.linalg.cholesky((v * np.maximum(w, 1e-8 * w.max())) @ v.T)

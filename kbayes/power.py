@@ -4,9 +4,10 @@ Each replicate simulates a trial at one design point, fits it (NUTS by nutpie, o
 screening engine of :mod:`kbayes.laplace`) and applies a decision :class:`~kbayes.rules.Rule`.
 
 * **Seeds.** Replicate r of design point k uses ``SeedSequence(seed, spawn_key=(k, r))``,
-  k taken from the point's key (a hash of spec, design, truth and engine settings), and its
-  children 0, 1, 2 for the truth, data and sampler: results do not depend on the number of
-  workers, on the order replicates finish in, or on which other points are in the grid.
+  k taken from a hash of the point's spec, design and truth (so every engine and rule sees
+  the same simulated trials), and its children 0, 1, 2 for the truth, data and sampler:
+  results do not depend on the number of workers, on the order replicates finish in, or on
+  which other points are in the grid.
 * **One shape per design point.** A power run draws dropout and missing blocks as fixed
   counts (:func:`simulate_tables`): the last ``round(n * dropout)`` participants (they are
   exchangeable) miss period 2 and ``round(blocks * block_missing)`` blocks, placed at
@@ -44,6 +45,8 @@ from kbayes.spec import ModelSpec, load_spec, parse_spec
 ENGINES = ("nutpie", "laplace")
 #: Sampler settings of a power replicate (shorter than a full fit).
 NUTS_DEFAULTS = {"draws": 500, "tune": 500, "chains": 2, "target_accept": 0.9}
+#: Reference data sets per design point that fix the Laplace engine's scales (SDs, nu).
+LAPLACE_REFERENCES = 4
 RHAT_MAX, ESS_MIN = 1.05, 100.0  # a replicate beyond these (or with divergences) is a problem
 
 
@@ -367,15 +370,16 @@ def _nuts(spec, inputs, seed, settings) -> tuple[dict, dict]:
 
 def _laplace(spec, inputs, task: Task, seed) -> tuple[dict, dict]:
     from kbayes import laplace
-    from kbayes.fit import sample
 
     eng = laplace.engine(spec, inputs)
-    if task.point not in eng.references:  # reference: a NUTS fit of one data set per point
-        ref_seed = np.random.SeedSequence(task.seed.entropy, spawn_key=task.seed.spawn_key[:1])
-        ref_inputs = simulate_inputs(spec, task.design, task.reference_truth, ref_seed)
-        dt, _ = sample(spec, ref_inputs, seed=1, progress=False, cores=1, **NUTS_DEFAULTS)
-        scales = {k: float(dt.posterior[k].median()) for k in eng.scale_names}
-        eng.prepare(task.point, ref_inputs, scales)
+    if task.point not in eng.references:  # reference data sets of this design point
+        k = task.seed.spawn_key[0]
+        refs = [
+            simulate_inputs(spec, task.design, task.reference_truth,
+                            np.random.SeedSequence(task.seed.entropy, spawn_key=(k, 2**32 + j)))
+            for j in range(LAPLACE_REFERENCES)
+        ]  # fmt: skip
+        eng.prepare(task.point, refs)
     fit = eng.fit(inputs, reference=task.point, draws=task.settings["draws"], seed=seed)
     return fit.draws, {"divergences": 0, "max_rhat": np.nan, "min_ess": np.nan,
                        "problem": not fit.converged, "message": fit.message}  # fmt: skip
@@ -521,14 +525,14 @@ def power(
     keys, tasks, records = [], [], {}
     folder = Path(store) if store else None
     for fields, d in points:
-        about = {"spec": spec.hash, "design": dataclasses.asdict(d), "truth": prior.key,
-                 "engine": engine, "settings": settings}  # fmt: skip
-        key = _hash(about)[:16]
-        rkey = f"{key}-{_hash(rule.text)[:8]}"
+        data = {"spec": spec.hash, "design": dataclasses.asdict(d), "truth": prior.key}
+        key = _hash(data)  # seeds: the same simulated trials for every engine and rule
+        about = data | {"seed": seed, "engine": engine, "settings": settings, "rule": rule.text}
+        rkey = f"{engine}-{key[:8]}-{_hash(about)[:8]}"
         keys.append((fields, rkey))
         done = {}
         if folder:
-            _write(folder / rkey / "point.json", about | {"fields": fields, "rule": rule.text})
+            _write(folder / rkey / "point.json", about | {"fields": fields})
             done = {int(p.stem[1:]): p for p in (folder / rkey).glob("r*.json")}
         for r in range(replicates):
             if r in done:
@@ -644,3 +648,93 @@ def plot_power(table: pd.DataFrame, x: str = "n", ax: Any = None):
     if len(ax.lines) > 1:
         ax.legend(fontsize=8)
     return fig
+
+
+def run_file(
+    path: str | Path,
+    *,
+    out: str | Path | None = None,
+    scheduler: str | None = None,
+    workers: int = 2,
+    store: str | Path | None = None,
+    serial: bool = False,
+    progress: bool = True,
+) -> tuple[pd.DataFrame, Path, Path]:
+    """Run the power study a TOML file describes; write its table and power curves.
+
+    The file (see ``docs/power.md``)::
+
+        model = "joint"            # spec name or path
+        replicates = 200
+        seed = 1
+        engine = "nutpie"          # or "laplace"
+        # optional: target, store, draws, tune, chains
+        [design]                   # fixed Design fields
+        dropout = 0.05
+        [grid]                     # Design fields to vary (lists)
+        n = [20, 30, 40]
+        [truth]                    # Truth fields; [truth.prior.<field>]: a Prior table
+        gamma_N = -2.6
+        [rule]
+        expr = "P(ntx_glu < 0) > 0.95"   # or go = "...", nogo = "..."
+
+    Parameters
+    ----------
+    path : path
+        The TOML file.
+    out : path, optional
+        Output folder (default: the file's name without suffix plus ``_power``, beside it).
+    scheduler : str, optional
+        Address of a Dask scheduler (``tcp://host:8786``); default a local cluster.
+    workers : int, default 2
+        Processes of the local cluster.
+    store : path, optional
+        Replicate store (default: the file's ``store`` key, else ``out/replicates``).
+    serial : bool, default False
+        Run in this process without Dask.
+    progress : bool, default True
+
+    Returns
+    -------
+    (pandas.DataFrame, Path, Path)
+        The table (:func:`power`), and the paths of ``power.csv`` and ``power.png``.
+    """
+    import tomllib
+
+    from pymc_extras.prior import Prior
+
+    path = Path(path)
+    conf = tomllib.loads(path.read_text())
+    known = {"model", "replicates", "seed", "engine", "target", "store", "draws", "tune",
+             "chains", "design", "grid", "truth", "rule"}  # fmt: skip
+    unknown = sorted(set(conf) - known)
+    if unknown:
+        raise ValueError(f"{path}: unknown keys {unknown} (known: {', '.join(sorted(known))})")
+    if "rule" not in conf:
+        raise ValueError(f"{path}: a [rule] table with expr (or go and nogo) is needed")
+    truth_table = dict(conf.get("truth", {}))
+    priors = {k: Prior(t.pop("distribution"), **t) for k, t in truth_table.pop("prior", {}).items()}
+    base = Truth(**truth_table)
+    truth = PriorTruth(priors, base) if priors else base
+    design = Design(**conf.get("design", {}))
+    grid = dict(conf.get("grid", {}))
+    out = Path(out) if out else path.with_name(f"{path.stem}_power")
+    out.mkdir(parents=True, exist_ok=True)
+    store = store or conf.get("store") or out / "replicates"
+    client = "serial" if serial else scheduler
+    table = power(
+        design, truth, conf["rule"], n=grid.pop("n", None), grid=grid,
+        replicates=conf.get("replicates", 200), seed=conf.get("seed", 0),
+        model=conf.get("model", "joint"), store=store, client=client, workers=workers,
+        engine=conf.get("engine", "nutpie"), target=conf.get("target"),
+        draws=conf.get("draws"), tune=conf.get("tune"), chains=conf.get("chains"),
+        progress=progress,
+    )  # fmt: skip
+    csv, png = out / "power.csv", out / "power.png"
+    table.to_csv(csv, index=False)
+    import matplotlib.pyplot as plt
+
+    fig = plot_power(table)
+    fig.savefig(png, dpi=150)
+    plt.close(fig)
+    return table, csv, png

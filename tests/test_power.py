@@ -1,0 +1,264 @@
+"""Power runs: fixed-shape simulation, seeds, store and resume (also after SIGKILL), Dask,
+design priors, the machinery checks (false-positive rate, power rising with n), figure, file.
+
+The default suite uses the Laplace engine on the ``improvement`` spec (compiles in seconds);
+NUTS versions of the statistical checks are marked slow.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+import kbayes as kb
+from kbayes.build import model_inputs
+from kbayes.power import (
+    PosteriorTruth,
+    PredictiveTruth,
+    PriorTruth,
+    design_grid,
+    plot_power,
+    power,
+    read_replicates,
+    run_file,
+    simulate_inputs,
+    simulate_tables,
+)
+
+RULE = "P(ntx_imp_direct < 0) > 0.95"
+FAST = {"model": "improvement", "engine": "laplace", "client": "serial", "progress": False}
+NULL = kb.Truth(gamma_N=0.0, beta_N=0.0, beta_NM=0.0)  # no effect on glutamate or improvement
+
+
+@pytest.mark.parametrize("model", ["joint", "improvement", "glutamate"])
+def test_fast_inputs_equal_validated_model_inputs(model):
+    spec = kb.load_spec(model)
+    design = kb.Design(n=14, dropout=0.2, block_missing=0.1)
+    seed = np.random.SeedSequence(5)
+    fast = simulate_inputs(spec, design, kb.Truth(), seed)
+    tables = simulate_tables(design, kb.Truth(), seed)
+    slow = model_inputs(spec, kb.TrialData(*tables, config=design.config))
+    assert fast.coords == slow.coords
+    assert fast.data.keys() == slow.data.keys()
+    for name, value in fast.data.items():
+        assert value.dtype == slow.data[name].dtype, name
+        np.testing.assert_allclose(value, slow.data[name], rtol=1e-9, atol=1e-12, err_msg=name)
+
+
+def test_fixed_count_missingness_gives_one_shape_per_point():
+    spec, design = kb.load_spec("joint"), kb.Design(n=20, dropout=0.1, block_missing=0.05)
+    shapes = {simulate_inputs(spec, design, kb.Truth(), np.random.SeedSequence(s)).shape
+              for s in range(5)}  # fmt: skip
+    assert len(shapes) == 1
+    dims = dict(next(iter(shapes))[:3])
+    assert dims["session"] == 2 * 20 - 2
+    assert dims["mrs_obs"] == 38 * 6 - round(38 * 6 * 0.05)
+
+
+def test_design_grid_is_a_cartesian_product():
+    points = design_grid(kb.Design(), [10, 20], {"female_fraction": [0.3, 0.5]})
+    assert [p for p, _ in points] == [
+        {"n": 10, "female_fraction": 0.3}, {"n": 10, "female_fraction": 0.5},
+        {"n": 20, "female_fraction": 0.3}, {"n": 20, "female_fraction": 0.5},
+    ]  # fmt: skip
+    assert points[3][1].n == 20 and points[3][1].female_fraction == 0.5
+    with pytest.raises(ValueError, match="not Design fields"):
+        design_grid(kb.Design(), [10], {"sample_size": [1]})
+
+
+def test_bad_rule_or_engine_is_refused_before_any_work():
+    with pytest.raises(kb.SpecError, match="not an estimand"):
+        power(kb.Design(), kb.Truth(), "P(ntx_glu < 0) > 0.9", replicates=1, **FAST)
+    with pytest.raises(ValueError, match="engine must be"):
+        power(kb.Design(), kb.Truth(), RULE, replicates=1, **(FAST | {"engine": "vi"}))
+
+
+@pytest.fixture(scope="module")
+def null_and_effect():
+    """Laplace runs: 300 replicates under no effect at n=12; 150 with the default effect at
+    n = 12 and 40 (the machinery checks), in this process."""
+    null = power(kb.Design(), NULL, RULE, n=[12], replicates=300, seed=11, **FAST)
+    effect = power(kb.Design(), kb.Truth(), RULE, n=[12, 40], replicates=150, seed=12, **FAST)
+    return null, effect
+
+
+def test_false_positive_rate_matches_the_rule(null_and_effect):
+    """With no true effect, P(effect < 0) > 0.95 fires in about 5 % of trials (flat-ish prior),
+    within 3 Monte-Carlo SEs."""
+    null, _ = null_and_effect
+    row = null.iloc[0]
+    assert row["n_problem"] == 0
+    se = np.sqrt(0.05 * 0.95 / row["n_ok"])
+    assert abs(row["power"] - 0.05) < 3 * se, row["power"]
+    assert row["true_value"] == 0
+    assert abs(row["bias"]) < 3 * row["rmse"] / np.sqrt(row["n_ok"])
+    assert 0.85 <= row["coverage"] <= 1
+
+
+def test_power_increases_with_n(null_and_effect):
+    _, effect = null_and_effect
+    small, large = effect.set_index("n")["power"], effect.set_index("n")["power_se"]
+    assert small[40] - small[12] > 3 * np.hypot(large[40], large[12])
+    assert (effect["ci_width"].diff().dropna() < 0).all()
+
+
+def test_table_columns_and_replicates(null_and_effect):
+    _, effect = null_and_effect
+    expected = {"n", "replicates", "n_ok", "n_problem", "power", "power_se", "true_value",
+                "mean_estimate", "bias", "rmse", "ci_width", "coverage"}  # fmt: skip
+    assert expected == set(effect.columns)
+    reps = effect.attrs["replicates"]
+    assert len(reps) == 300 and reps["outcome"].isin(["go", "no-go"]).all()
+    assert effect.attrs["rule"] == RULE and effect.attrs["target"] == "ntx_imp_direct"
+
+
+def test_store_resume_and_grid_independence(tmp_path):
+    kwargs = {"replicates": 12, "seed": 3, **FAST}
+    alone = power(kb.Design(), kb.Truth(), RULE, n=[12], store=tmp_path, **kwargs)
+    files = sorted(tmp_path.glob("*/r*.json"))
+    assert len(files) == 12
+    for f in files[:5]:
+        f.unlink()
+    both = power(kb.Design(), kb.Truth(), RULE, n=[12, 40], store=tmp_path, **kwargs)
+    pd.testing.assert_frame_equal(both.iloc[:1], alone)
+    assert len(list(tmp_path.glob("*/r*.json"))) == 24
+    record = json.loads(files[-1].read_text())
+    assert record["engine"] == "laplace" and set(record["probabilities"]) == {RULE}
+    assert len(read_replicates(tmp_path)) == 24
+
+
+def test_go_nogo_rates_sum_to_one():
+    from kbayes.rules import GoNoGo
+
+    table = power(kb.Design(), kb.Truth(), GoNoGo(RULE, "P(ntx_imp_direct < -1) < 0.5"),
+                  n=[12], replicates=40, seed=4, **FAST)  # fmt: skip
+    row = table.iloc[0]
+    assert row["power"] + row["p_nogo"] + row["p_inconclusive"] == pytest.approx(1)
+    assert {"p_nogo_se", "p_inconclusive_se"} <= set(table.columns)
+
+
+_KILLED_RUN = """
+import kbayes as kb
+from kbayes.power import power
+power(kb.Design(), kb.Truth(), {rule!r}, n=[12], replicates=60, seed=9, model="improvement",
+      engine="laplace", client="serial", progress=False, store={store!r})
+"""
+
+
+def test_sigkill_then_resume_gives_the_uninterrupted_table(tmp_path):
+    store = tmp_path / "killed"
+    script = textwrap.dedent(_KILLED_RUN.format(rule=RULE, store=str(store)))
+    proc = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 180
+    while len(list(store.glob("*/r*.json"))) < 10 and time.monotonic() < deadline:
+        assert proc.poll() is None, "the run ended before it could be killed"
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = len(list(store.glob("*/r*.json")))
+    assert 10 <= done < 60, done
+    kwargs = {"n": [12], "replicates": 60, "seed": 9, **FAST}
+    resumed = power(kb.Design(), kb.Truth(), RULE, store=store, **kwargs)
+    uninterrupted = power(kb.Design(), kb.Truth(), RULE, **kwargs)
+    pd.testing.assert_frame_equal(resumed, uninterrupted)
+    assert len(list(store.glob("*/r*.json"))) == 60
+
+
+def test_two_dask_workers_give_the_serial_table():
+    """A LocalCluster of 2 processes, replicates finishing in any order: same table."""
+    kwargs = {"n": [12], "replicates": 16, "seed": 5, "model": "improvement",
+              "engine": "laplace", "progress": False}  # fmt: skip
+    parallel = power(kb.Design(), kb.Truth(), RULE, client=None, workers=2, **kwargs)
+    serial = power(kb.Design(), kb.Truth(), RULE, client="serial", **kwargs)
+    pd.testing.assert_frame_equal(parallel, serial)
+
+
+def test_design_priors_draw_per_replicate_and_repeat():
+    from pymc_extras.prior import Prior
+
+    seeds = [np.random.SeedSequence(1, spawn_key=(k,)) for k in range(4)]
+    prior = PriorTruth({"gamma_N": Prior("Normal", mu=-2.6, sigma=1.0)})
+    draws = [prior.draw(s).gamma_N for s in seeds]
+    assert len(set(draws)) == 4 and draws == [prior.draw(s).gamma_N for s in seeds]
+    assert prior.draw(seeds[0]).beta_N == kb.Truth().beta_N
+
+    class Meta:  # the MetaAnalysis protocol: predictive_draws(n, seed)
+        def predictive_draws(self, n, seed):
+            return np.random.default_rng(seed).normal(-0.3, 0.1, n)
+
+    pred = PredictiveTruth(Meta(), "gamma_N", transform=lambda d: 10 * d)
+    assert -10 < pred.draw(seeds[0]).gamma_N < 0
+    post = xr.Dataset({"gamma_N": (("chain", "draw"), [[-1.0, -2.0, -3.0]]),
+                       "v_sigma": (("chain", "draw"), [[1.0, 2.0, 3.0]])})  # fmt: skip
+    dt = xr.DataTree.from_dict({"posterior": post})
+    drawn = [PosteriorTruth(dt).draw(s) for s in seeds]
+    assert all(t.sd_v == -t.gamma_N for t in drawn), "one posterior draw sets both fields"
+
+
+def test_assurance_with_a_prior_truth():
+    from pymc_extras.prior import Prior
+
+    prior = {"gamma_N": Prior("Normal", mu=-2.6, sigma=2.0)}
+    table = power(kb.Design(), prior, RULE, n=[12], replicates=30, seed=6, **FAST)
+    truths = [t["ntx_imp_direct"] for t in table.attrs["replicates"]["truth"]]
+    assert len(set(truths)) == 30
+
+
+def test_plot_power_draws_lines_and_bands(null_and_effect):
+    _, effect = null_and_effect
+    fig = plot_power(effect)
+    ax = fig.axes[0]
+    assert len(ax.lines) == 1 and len(ax.collections) == 1
+    np.testing.assert_array_equal(ax.lines[0].get_xdata(), [12, 40])
+
+
+def test_run_file_writes_table_and_figure(tmp_path):
+    path = tmp_path / "design.toml"
+    path.write_text(textwrap.dedent(f"""
+        model = "improvement"
+        replicates = 8
+        seed = 2
+        engine = "laplace"
+        [design]
+        dropout = 0.05
+        [grid]
+        n = [12]
+        female_fraction = [0.5]
+        [truth]
+        gamma_N = -3.0
+        [rule]
+        expr = "{RULE}"
+    """))  # fmt: skip
+    table, csv, png = run_file(path, serial=True, progress=False)
+    assert csv.exists() and png.exists() and png.stat().st_size > 1000
+    assert list(pd.read_csv(csv)["female_fraction"]) == [0.5]
+    assert table["true_value"].iloc[0] == -3.0
+    assert Path(tmp_path / "design_power" / "replicates").is_dir()
+
+
+@pytest.mark.slow
+def test_nuts_false_positive_rate_and_power_rise():
+    """NUTS (nutpie), 200 replicates per point: rate under no effect within 3 MC SEs of
+    5 %; power at n=40 above n=12; the Laplace engine agrees with NUTS on >= 90 % of
+    decisions."""
+    kwargs = {"model": "improvement", "client": "serial", "progress": False, "seed": 21}
+    null = power(kb.Design(), NULL, RULE, n=[12], replicates=200, **kwargs)
+    row = null.iloc[0]
+    assert abs(row["power"] - 0.05) < 3 * np.sqrt(0.05 * 0.95 / row["n_ok"])
+    effect = power(kb.Design(), kb.Truth(), RULE, n=[12, 40], replicates=200, **kwargs)
+    assert effect["power"].iloc[1] > effect["power"].iloc[0]
+    fast = power(kb.Design(), kb.Truth(), RULE, n=[12, 40], replicates=200, engine="laplace",
+                 **kwargs)  # fmt: skip
+    a, b = effect.attrs["replicates"], fast.attrs["replicates"]
+    assert (a["outcome"].to_numpy() == b["outcome"].to_numpy()).mean() >= 0.9
