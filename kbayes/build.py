@@ -273,8 +273,13 @@ def _items_level(spec: ModelSpec, d: dict, c, m, p, pi) -> None:
         + w_session[s_idx]
         - d["item_visit"] * (shift + r[pi])[s_idx]
     )
-    pm.OrderedLogistic(
-        "items", eta=eta, cutpoints=cutpoints, observed=d["item_score"], dims="item_obs"
+    pm.OrderedLogistic(  # compute_p=False: no (item_obs x category) Deterministic per draw
+        "items",
+        eta=eta,
+        cutpoints=cutpoints,
+        compute_p=False,
+        observed=d["item_score"],
+        dims="item_obs",
     )
     base = _expected_total(item, cutpoints, 0.0)
     model = pm.modelcontext(None)

@@ -86,6 +86,8 @@ TOP_KEYS = {
 }
 ESTIMAND_KEYS = {"expr", "label", "unit", "rope", "thresholds"}
 PRIOR_META = {"distribution", "dims", "centered", "transform"}
+#: Dims a prior may use (the coords the model builder makes).
+DIMS = ("participant", "session", "mrs_obs", "item", "cutpoint", "item_obs", "uv")
 
 
 @dataclass(frozen=True)
@@ -223,6 +225,11 @@ def _prior(key: str, table: Any, errors: list[str]) -> Prior | None:
             value = _prior(f"{key}.{name}", value, errors)
         params[name] = value
     dims = table.get("dims")
+    if dims is not None and (
+        not isinstance(dims, list) or not all(isinstance(d, str) and d in DIMS for d in dims)
+    ):
+        errors.append(f"priors.{key}.dims: expected a list of dim names from {DIMS}, got {dims!r}")
+        return None
     try:
         return Prior(
             table["distribution"],
@@ -314,11 +321,12 @@ def parse_spec(source: dict, origin: str = "<dict>") -> ModelSpec:
         if not {"glutamate", "improvement"} <= set(levels):
             errors.append("correlated_effects: needs the glutamate and improvement levels")
         needed.add("uv_rho")
+    given = set(source.get("priors", {}))  # a bad prior is reported above, not as missing
     errors += [
         f"priors.{p}: missing (needed by this model's levels and terms)"
-        for p in sorted(needed - set(priors))
+        for p in sorted(needed - given)
     ]
-    errors += [f"priors.{p}: not a parameter of this model" for p in sorted(set(priors) - needed)]
+    errors += [f"priors.{p}: not a parameter of this model" for p in sorted(given - needed)]
     constants = {}
     for key, value in source.get("constants", {}).items():
         if not isinstance(value, int | float) or not math.isfinite(value):

@@ -56,3 +56,34 @@ def trial_tables(
 def make_tables() -> Callable[..., dict[str, pd.DataFrame]]:
     """Factory of small valid trial tables (see :func:`trial_tables`)."""
     return trial_tables
+
+
+# --- shared data and fits for the model tests (test_build, test_fit, test_recovery) -------
+#: Short sampling for tests that need a posterior but not full convergence.
+QUICK = {"draws": 300, "tune": 300, "chains": 2, "progress": False}
+
+
+@pytest.fixture(scope="session")
+def quick() -> dict:
+    """Sampling arguments of :data:`QUICK` (a copy)."""
+    return dict(QUICK)
+
+
+@pytest.fixture(scope="session")
+def example():
+    """The bundled example trial (26 participants, 50 sessions, 295 fMRS blocks)."""
+    import kbayes as kb
+
+    return kb.load_example()
+
+
+@pytest.fixture(scope="session")
+def joint_example_fit(example):
+    """The joint model on the example with :data:`QUICK` sampling, seed 1, prior included.
+
+    Session-scoped: the nutpie model compiled here is reused by every later fit of the
+    joint spec on data of the example's shape.
+    """
+    import kbayes as kb
+
+    return kb.fit(example, model="joint", seed=1, prior=True, **QUICK)

@@ -1,0 +1,240 @@
+"""Statistical tier: parameter recovery on simulated trials with known truth, and
+convergence of the default sampler settings on the bundled example.
+
+Only ``test_joint_on_the_example_points_the_right_way`` runs in the default suite (it
+reuses the session's short joint fit); everything else is ``@pytest.mark.slow``
+(``make test-slow``). Run with ``-s`` to see the tables of truth vs posterior.
+
+What is asserted, and why
+-------------------------
+* Large n (one simulated trial per spec, fixed seeds): for each key estimand the
+  equal-tailed 90 % interval contains the truth and the posterior mean is within a stated
+  absolute tolerance of it (``LARGE[spec].tol``; roughly 2.5-3 posterior SDs at that n, so
+  a bias of that size fails). A calibrated posterior misses a 90 % interval 10 % of the
+  time per estimand: the seeds are fixed, so the tests are deterministic, but a new seed
+  may fail one interval by chance.
+* ``improvement`` treats the observed per-session change as exact. With the default fMRS
+  noise that change has a reliability of about 0.2 (SE ~0.045 vs a spread of ~0.025 ratio
+  units), so its slope is attenuated five-fold (errors in variables): that is what the
+  joint model is for, and ``test_improvement_slope_is_attenuated_by_fmrs_noise`` shows it.
+  Its recovery trial therefore uses near-noiseless fMRS (sigma_mrs 0.002, CRLB 0.5 %).
+* ``madrs_items`` is a cumulative-logit model of the items, and the simulator does not
+  generate from it (totals from the joint model, split into items): its total-score
+  estimands are compared with the joint truth with looser tolerances and no interval test.
+* n = 26 (the bundled example, default truth): posterior means have the sign of the truth
+  for the estimands the trial is powered for. ``ntx_glu`` is weak at n = 26 (truth -0.02,
+  posterior SD ~0.015, z ~1.3: the sign is right in only ~90 % of such trials), so for it
+  we assert only that the 90 % interval holds the truth and that the posterior is not
+  confidently on the wrong side (mean < +1 posterior SD, i.e. P(ntx_glu > 0) < ~0.84).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import arviz as az
+import numpy as np
+import pandas as pd
+import pytest
+
+import kbayes as kb
+
+SPECS = ["joint", "glutamate", "improvement", "two_stage", "madrs_items"]
+LEAN = {"log_likelihood": False, "posterior_predictive": False, "log_prior": False}
+
+
+def summarise(dt, truth: dict[str, float], names) -> pd.DataFrame:
+    """Truth, posterior mean and SD, equal-tailed 90 % interval, per estimand."""
+    rows = {}
+    for name in names:
+        x = dt.posterior[name].to_numpy().ravel()
+        lo, hi = np.quantile(x, [0.05, 0.95])
+        rows[name] = {"truth": truth.get(name, np.nan), "mean": x.mean(), "sd": x.std(),
+                      "q05": lo, "q95": hi}  # fmt: skip
+    table = pd.DataFrame(rows).T
+    table["z"] = (table["mean"] - table["truth"]) / table["sd"]
+    return table
+
+
+# --- default suite: one cheap check ----------------------------------------------------
+def test_joint_on_the_example_points_the_right_way(joint_example_fit, example):
+    """Joint model, bundled example (n = 26), short chains: no divergences, and naltrexone
+    reduces day-1 improvement (truth -3.4 points, 28 % attenuation)."""
+    dt = joint_example_fit
+    assert int(dt.sample_stats["diverging"].sum()) == 0
+    truth = example.truth.estimands("joint")
+    table = summarise(dt, truth, ["ntx_imp_total", "attenuation_pct", "ntx_glu"])
+    print(table)
+    assert truth["ntx_imp_total"] < 0 < truth["attenuation_pct"]
+    assert table.loc["ntx_imp_total", "mean"] < 0, table
+    assert table.loc["attenuation_pct", "mean"] > 0, table
+    # and not absurdly far: within the 90 % interval
+    for name in ("ntx_imp_total", "attenuation_pct"):
+        row = table.loc[name]
+        assert row["q05"] <= row["truth"] <= row["q95"], table
+
+
+# --- slow: large-n recovery ------------------------------------------------------------
+@dataclass(frozen=True)
+class Recovery:
+    design: kb.Design
+    seed: int
+    tol: dict[str, float]  # key estimand -> |posterior mean - truth| allowed
+    intervals: bool = True  # assert that the 90 % intervals contain the truth
+    truth_spec: str | None = None  # spec whose estimands are the truth (default: itself)
+    sampling: dict[str, Any] = field(
+        default_factory=lambda: {"draws": 1000, "tune": 1000, "chains": 2}
+    )
+
+
+LARGE = {
+    "joint": Recovery(
+        kb.Design(n=400),
+        seed=2,
+        tol={"ntx_glu": 0.008, "ntx_glu_sexdiff": 0.015, "ntx_imp_total": 0.8,
+             "attenuation_pct": 6.0, "indirect": 1.2, "direct": 1.4, "slope_placebo": 60.0},
+    ),
+    "glutamate": Recovery(
+        kb.Design(n=400),
+        seed=2,
+        tol={"glu_reference": 0.008, "ntx_glu": 0.008, "ntx_glu_female": 0.011,
+             "ntx_glu_male": 0.011, "ntx_glu_sexdiff": 0.015},
+    ),
+    "improvement": Recovery(
+        kb.Design(n=500, sigma_mrs=0.002, crlb_median=0.5, block_missing=0.0),
+        seed=2,
+        tol={"slope_placebo": 25.0, "slope_naltrexone": 22.0, "ntx_imp_direct": 0.8},
+    ),
+    "two_stage": Recovery(
+        kb.Design(n=400),
+        seed=2,
+        tol={"ntx_glu": 0.008, "ntx_imp_total": 0.9, "attenuation_pct": 6.5, "indirect": 1.2,
+             "direct": 1.4},
+    ),
+    "madrs_items": Recovery(
+        kb.Design(n=150, items=True),
+        seed=2,
+        tol={"ntx_imp_total": 1.5, "attenuation_pct": 12.0},
+        intervals=False,
+        truth_spec="joint",
+        sampling={"draws": 500, "tune": 500, "chains": 2},
+    ),
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module", params=SPECS)
+def large_fit(request):
+    """(spec, table of truth vs posterior) for one spec on a large simulated trial."""
+    name = request.param
+    case = LARGE[name]
+    sim = kb.simulate(case.design, kb.Truth(), seed=case.seed)
+    dt = kb.fit(sim, model=name, seed=1, progress=False, **case.sampling, **LEAN)
+    truth = sim.truth.estimands(case.truth_spec or name)
+    table = summarise(dt, truth, case.tol)
+    divergences = int(dt.sample_stats["diverging"].sum())
+    print(f"\n{name}: n={case.design.n}, {divergences} divergences\n{table.round(4)}")
+    return name, table, divergences
+
+
+@pytest.mark.slow
+def test_large_n_recovery(large_fit):
+    name, table, divergences = large_fit
+    case = LARGE[name]
+    assert divergences == 0
+    assert table["truth"].notna().all()
+    for est, tol in case.tol.items():
+        row = table.loc[est]
+        assert abs(row["mean"] - row["truth"]) < tol, f"{name}.{est}: mean off by > {tol}\n{table}"
+        if case.intervals:
+            assert row["q05"] <= row["truth"] <= row["q95"], (
+                f"{name}.{est}: truth not in 90 %\n{table}"
+            )
+
+
+@pytest.mark.slow
+def test_improvement_slope_is_attenuated_by_fmrs_noise():
+    """With the default fMRS noise the observed change is a poor proxy for the latent one
+    (reliability ~0.2): the improvement spec's slope shrinks towards 0, and the joint model,
+    which models the blocks, is needed. Asserted at n = 500: the improvement posterior mean
+    of slope_placebo is below half its truth (40 points per ratio unit) and its 90 %
+    interval excludes the truth."""
+    sim = kb.simulate(kb.Design(n=500, block_missing=0.0), kb.Truth(), seed=2)
+    dt = kb.fit(sim, model="improvement", seed=1, draws=1000, tune=1000, chains=2,
+                progress=False, **LEAN)  # fmt: skip
+    truth = sim.truth.estimands("improvement")["slope_placebo"]
+    x = dt.posterior["slope_placebo"].to_numpy().ravel()
+    mean, q95 = x.mean(), np.quantile(x, 0.95)
+    print(f"\nimprovement slope_placebo, default fMRS noise: {mean:.1f}, q95 {q95:.1f} (truth 40)")
+    assert mean < truth / 2
+    assert q95 < truth
+
+
+# --- slow: default settings on the example, convergence and signs at n = 26 -------------
+@pytest.fixture(scope="module", params=SPECS)
+def example_default_fit(request, example):
+    """Each spec fitted to the example with the default draws, tune and chains."""
+    name = request.param
+    dt = kb.fit(example, model=name, seed=1, progress=False, **LEAN)
+    return name, dt
+
+
+def convergence(dt) -> pd.DataFrame:
+    """Worst bulk ESS, tail ESS and R-hat of every posterior variable (all elements)."""
+    bulk = az.ess(dt, method="bulk")
+    tail = az.ess(dt, method="tail")
+    rhat = az.rhat(dt)
+    rows = {
+        v: {"ess_bulk": float(bulk[v].min()), "ess_tail": float(tail[v].min()),
+            "r_hat": float(rhat[v].max())}
+        for v in bulk.data_vars
+    }  # fmt: skip
+    return pd.DataFrame(rows).T
+
+
+@pytest.mark.slow
+def test_default_settings_converge_on_the_example(example_default_fit):
+    """0 divergences, R-hat <= 1.01 and bulk and tail ESS >= 400 for every posterior
+    variable (parameters, deterministics and estimands)."""
+    name, dt = example_default_fit
+    post = dt.posterior
+    assert post.sizes["chain"] == 4 and post.sizes["draw"] == 2000  # the defaults
+    table = convergence(dt)
+    divergences = int(dt.sample_stats["diverging"].sum())
+    worst = {
+        "min ess_bulk": (table["ess_bulk"].min(), table["ess_bulk"].idxmin()),
+        "min ess_tail": (table["ess_tail"].min(), table["ess_tail"].idxmin()),
+        "max r_hat": (table["r_hat"].max(), table["r_hat"].idxmax()),
+    }
+    print(f"\n{name}: {divergences} divergences, {worst}")
+    assert divergences == 0
+    assert table.notna().all().all(), table[table.isna().any(axis=1)]
+    assert (table["r_hat"] <= 1.01).all(), table[table["r_hat"] > 1.01]
+    assert (table["ess_bulk"] >= 400).all(), table[table["ess_bulk"] < 400]
+    assert (table["ess_tail"] >= 400).all(), table[table["ess_tail"] < 400]
+
+
+#: n = 26: estimands whose posterior mean must have the sign of the truth, per spec.
+SIGNS = {
+    "joint": ["ntx_imp_total", "attenuation_pct", "ntx_glu_male"],
+    "glutamate": ["glu_reference", "ntx_glu_male"],
+    "improvement": ["ntx_imp_direct"],
+    "two_stage": ["ntx_imp_total", "attenuation_pct", "ntx_glu_male"],
+    "madrs_items": ["ntx_imp_total", "attenuation_pct"],
+}
+
+
+@pytest.mark.slow
+def test_example_estimands_point_the_right_way(example_default_fit, example):
+    name, dt = example_default_fit
+    truth = example.truth.estimands("joint" if name == "madrs_items" else name)
+    names = SIGNS[name] + (["ntx_glu"] if "ntx_glu" in truth and name != "madrs_items" else [])
+    table = summarise(dt, truth, names)
+    print(f"\n{name} on the example (n = 26):\n{table.round(4)}")
+    for est in SIGNS[name]:
+        row = table.loc[est]
+        assert np.sign(row["mean"]) == np.sign(row["truth"]), f"{name}.{est}\n{table}"
+    if "ntx_glu" in table.index:  # weak at n = 26: see the module docstring
+        row = table.loc["ntx_glu"]
+        assert row["q05"] <= row["truth"] <= row["q95"], table
+        assert row["mean"] < row["sd"], table

@@ -1,0 +1,363 @@
+"""Model specs: loading, validation (one SpecError naming every bad key) and hashing.
+
+Structural tier: nothing is compiled or sampled here.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+import re
+import tomllib
+
+import numpy as np
+import pytest
+
+import kbayes as kb
+from kbayes.spec import MODELS_DIR, evaluate, parse_spec
+
+BUILTIN = ["glutamate", "improvement", "joint", "madrs_items", "two_stage"]
+
+
+def builtin_source(name: str) -> dict:
+    """The plain data of a built-in spec, as read from its TOML file."""
+    return tomllib.loads((MODELS_DIR / f"{name}.toml").read_text())
+
+
+# --- a small TOML writer (no TOML writer is a dependency) -------------------------------
+def _key(k: str) -> str:
+    return k if re.fullmatch(r"[A-Za-z0-9_-]+", k) else json.dumps(k)
+
+
+def _value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int | float):
+        return repr(v)
+    if isinstance(v, str):
+        return json.dumps(v)
+    if isinstance(v, list):
+        return "[" + ", ".join(_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{ " + ", ".join(f"{_key(k)} = {_value(x)}" for k, x in v.items()) + " }"
+    raise TypeError(type(v))
+
+
+def dump_toml(source: dict) -> str:
+    """TOML text of a spec dict: scalars first, then one table per section or entry."""
+    lines = [f"{_key(k)} = {_value(v)}" for k, v in source.items() if not isinstance(v, dict)]
+    for k, v in source.items():
+        if not isinstance(v, dict):
+            continue
+        if v and all(isinstance(x, dict) for x in v.values()):  # e.g. [priors.beta0]
+            for name, table in v.items():
+                lines += ["", f"[{_key(k)}.{_key(name)}]"]
+                lines += [f"{_key(a)} = {_value(b)}" for a, b in table.items()]
+        else:
+            lines += ["", f"[{_key(k)}]"]
+            lines += [f"{_key(a)} = {_value(b)}" for a, b in v.items()]
+    return "\n".join(lines) + "\n"
+
+
+def write_spec(tmp_path, source: dict, name: str = "spec.toml"):
+    path = tmp_path / name
+    path.write_text(dump_toml(source))
+    return path
+
+
+# --- loading ---------------------------------------------------------------------------
+def test_builtin_specs_are_listed():
+    assert kb.builtin_specs() == BUILTIN
+
+
+@pytest.mark.parametrize("name", BUILTIN)
+def test_every_builtin_spec_loads(name):
+    spec = kb.load_spec(name)
+    assert isinstance(spec, kb.ModelSpec)
+    assert spec.name == name
+    assert spec.estimands, "a spec without estimands reports nothing"
+    for est in spec.estimands.values():
+        assert est.label and est.unit
+    assert re.fullmatch(r"[0-9a-f]{64}", spec.hash)
+
+
+def test_load_spec_passes_a_spec_through():
+    spec = kb.load_spec("joint")
+    assert kb.load_spec(spec) is spec
+
+
+def test_unknown_model_name_lists_the_valid_ones():
+    with pytest.raises(kb.SpecError) as err:
+        kb.load_spec("jiont")
+    msg = str(err.value)
+    assert "'jiont'" in msg
+    for name in BUILTIN:
+        assert name in msg
+
+
+def test_spec_error_is_a_value_error():
+    assert issubclass(kb.SpecError, ValueError)
+
+
+def test_missing_file_is_a_spec_error(tmp_path):
+    with pytest.raises(kb.SpecError, match="does not exist"):
+        kb.load_spec(tmp_path / "nope.toml")
+
+
+def test_invalid_toml_is_a_spec_error(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text("name = 'x'\n[priors\n")
+    with pytest.raises(kb.SpecError, match="not valid TOML"):
+        kb.load_spec(path)
+
+
+def test_spec_is_frozen():
+    spec = kb.load_spec("joint")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        spec.name = "other"
+
+
+# --- validation: each problem names its key --------------------------------------------
+def test_unknown_top_level_key_is_named(tmp_path):
+    src = builtin_source("joint") | {"likelyhood": "normal"}
+    with pytest.raises(kb.SpecError, match=r"likelyhood: unknown key"):
+        kb.load_spec(write_spec(tmp_path, src))
+
+
+def test_unknown_estimand_key_is_named():
+    src = builtin_source("joint")
+    src["estimands"]["ntx_glu"]["lable"] = "typo"
+    with pytest.raises(kb.SpecError, match=r"estimands\.ntx_glu\.lable: unknown key"):
+        parse_spec(src)
+
+
+@pytest.mark.parametrize(
+    ("prior", "pattern"),
+    [
+        ({"distribution": "Nromal", "mu": 0, "sigma": 1}, r"priors\.beta_N: "),
+        ({"mu": 0, "sigma": 1}, r"priors\.beta_N: expected a table with a 'distribution'"),
+        ("Normal(0, 1)", r"priors\.beta_N: expected a table"),
+        (
+            {"distribution": "Normal", "mu": 0, "sigma": {"distribution": "Nope", "sigma": 1}},
+            r"priors\.beta_N\.sigma: ",
+        ),
+    ],
+    ids=["unknown-distribution", "no-distribution", "not-a-table", "bad-hyperprior"],
+)
+def test_bad_prior_is_named(prior, pattern):
+    src = builtin_source("joint")
+    src["priors"]["beta_N"] = prior
+    with pytest.raises(kb.SpecError, match=pattern) as err:
+        parse_spec(src)
+    assert "priors.beta_N: missing" not in str(err.value), "a bad prior is not a missing one"
+
+
+@pytest.mark.parametrize("dims", [["participants"], "participant", ["participant", 1]])
+def test_prior_with_unknown_dims_is_named(dims):
+    """A dim typo is caught when the spec is read, not as a KeyError when the model is built."""
+    src = builtin_source("joint")
+    src["priors"]["u"]["dims"] = dims
+    with pytest.raises(kb.SpecError, match=r"priors\.u\.dims: expected a list of dim names"):
+        parse_spec(src)
+
+
+def test_missing_and_superfluous_priors_are_named():
+    src = builtin_source("glutamate")
+    del src["priors"]["beta_NM"]
+    src["priors"]["gamma_N"] = {"distribution": "Normal", "mu": 0, "sigma": 5}
+    with pytest.raises(kb.SpecError) as err:
+        parse_spec(src)
+    msg = str(err.value)
+    assert "priors.beta_NM: missing" in msg
+    assert "priors.gamma_N: not a parameter of this model" in msg
+
+
+def test_estimand_referring_to_nothing_is_named():
+    src = builtin_source("joint")
+    src["estimands"]["ntx_glu"]["expr"] = "beta_N + beta_X"
+    with pytest.raises(kb.SpecError, match=r"estimands\.ntx_glu\.expr: .*beta_X"):
+        parse_spec(src)
+
+
+def test_estimand_of_a_term_the_model_lacks_is_named():
+    """gamma_NM is a real coefficient, but not of a model without the condition:sex term."""
+    src = builtin_source("improvement")
+    src["terms"]["improvement"].remove("condition:sex")
+    del src["priors"]["gamma_NM"]
+    with pytest.raises(kb.SpecError, match=r"estimands\.ntx_imp_direct_female\.expr: .*gamma_NM"):
+        parse_spec(src)
+
+
+@pytest.mark.parametrize(
+    "expr", ["__import__('os').system('true')", "beta_N.real", "[beta_N][0]", "max(beta_N, 0)"]
+)
+def test_estimand_expressions_are_arithmetic_only(expr):
+    src = builtin_source("glutamate")
+    src["estimands"]["ntx_glu"]["expr"] = expr
+    with pytest.raises(kb.SpecError, match=r"estimands\.ntx_glu\.expr: cannot parse"):
+        parse_spec(src)
+
+
+def test_every_problem_is_reported_at_once():
+    src = builtin_source("joint")
+    src["likelihood"] = "cauchy"
+    src["profile"] = "sigmoid"
+    src["terms"]["glutamate"].append("age")
+    src["estimands"]["ntx_glu"]["rope"] = [1, -1]
+    del src["estimands"]["direct"]["unit"]
+    with pytest.raises(kb.SpecError) as err:
+        parse_spec(src, "mine.toml")
+    msg = str(err.value)
+    assert "mine.toml" in msg
+    for key in (
+        "likelihood:",
+        "profile:",
+        "terms.glutamate: unknown term 'age'",
+        "estimands.ntx_glu.rope:",
+        "estimands.direct.unit: missing",
+    ):
+        assert key in msg, f"{key!r} not named in:\n{msg}"
+
+
+@pytest.mark.parametrize(
+    ("change", "pattern"),
+    [
+        ({"schema_version": 2}, r"schema_version: expected 1"),
+        ({"levels": ["mrs", "glutamate", "imaging"]}, r"levels: unknown level 'imaging'"),
+        ({"levels": []}, r"levels: at least one level"),
+        ({"delta": "guessed"}, r"delta: expected one of"),
+        ({"ci_prob": 1.5}, r"ci_prob: must be between 0 and 1"),
+        ({"ci_prob": "0.9"}, r"ci_prob: expected float"),
+        ({"correlated_effects": True}, r"priors\.uv_rho: missing"),
+        (
+            {"constants": {"delta_center": 0.05, "delta_scale": "x", "baseline_center": 30}},
+            r"constants\.delta_scale: expected a finite number",
+        ),
+    ],
+)
+def test_bad_top_level_values_are_named(change, pattern):
+    src = builtin_source("joint") | change
+    with pytest.raises(kb.SpecError, match=pattern):
+        parse_spec(src)
+
+
+def test_two_stage_needs_a_valid_first_stage():
+    src = builtin_source("two_stage") | {"first_stage": "glutamat"}
+    with pytest.raises(kb.SpecError, match=r"first_stage: .*'glutamat'"):
+        parse_spec(src)
+
+
+def test_normal_likelihood_needs_no_nu():
+    src = builtin_source("improvement") | {"likelihood": "normal"}
+    with pytest.raises(kb.SpecError, match=r"priors\.nu: not a parameter"):
+        parse_spec(src)
+    del src["priors"]["nu"]
+    assert parse_spec(src).likelihood == "normal"
+
+
+# --- hashing ---------------------------------------------------------------------------
+def test_hash_is_sha256_of_the_canonical_form():
+    src = builtin_source("joint")
+    canonical = json.dumps(src, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    assert kb.load_spec("joint").hash == hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@pytest.mark.parametrize("name", BUILTIN)
+def test_spec_survives_write_read_with_the_same_hash(tmp_path, name):
+    """A spec written out (other layout, no comments) and read back is the same spec."""
+    spec = kb.load_spec(name)
+    path = write_spec(tmp_path, spec.to_toml_dict(), f"{name}_copy.toml")
+    assert path.read_text() != (MODELS_DIR / f"{name}.toml").read_text()
+    again = kb.load_spec(path)
+    assert again.hash == spec.hash
+    assert again == spec
+
+
+def test_comments_and_whitespace_do_not_change_the_hash(tmp_path):
+    text = (MODELS_DIR / "joint.toml").read_text()
+    noisy = "# pre-registered 2025-01-01\n\n" + text.replace(" = ", "   =   ").replace(
+        "\n[", "\n\n# a comment\n["
+    )
+    path = tmp_path / "joint_noisy.toml"
+    path.write_text(noisy)
+    assert kb.load_spec(path).hash == kb.load_spec("joint").hash
+
+
+def test_a_prior_change_changes_the_hash(tmp_path):
+    text = (MODELS_DIR / "joint.toml").read_text()
+    old = '[priors.beta_N]        # pretreatment effect on the change\ndistribution = "Normal"'
+    changed = text.replace(old + "\nmu = 0\nsigma = 0.05", old + "\nmu = 0\nsigma = 0.06")
+    assert changed != text
+    path = tmp_path / "joint_changed.toml"
+    path.write_text(changed)
+    spec = kb.load_spec(path)
+    assert spec.priors["beta_N"].parameters["sigma"] == 0.06
+    assert spec.hash != kb.load_spec("joint").hash
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda s: s["priors"]["v"]["sigma"].update(sigma=4),
+        lambda s: s["estimands"]["ntx_glu"].update(rope=[-0.01, 0.01]),
+        lambda s: s["constants"].update(delta_scale=0.04),
+        lambda s: s.update(likelihood="normal") or s["priors"].pop("nu"),
+    ],
+    ids=["hyperprior", "rope", "constant", "likelihood"],
+)
+def test_any_value_change_changes_the_hash(edit):
+    src = copy.deepcopy(builtin_source("joint"))
+    edit(src)
+    assert parse_spec(src).hash != kb.load_spec("joint").hash
+
+
+# --- priors and estimand expressions ---------------------------------------------------
+def test_priors_follow_the_spec():
+    spec = kb.load_spec("joint")
+    beta_n = spec.priors["beta_N"]
+    assert beta_n.distribution == "Normal"
+    assert beta_n.parameters == {"mu": 0, "sigma": 0.05}
+    u = spec.priors["u"]
+    assert u.dims == ("participant",)
+    assert u.centered is False
+    assert u.parameters["sigma"].distribution == "HalfNormal"
+    assert spec.priors["a"].centered is True
+
+
+def test_estimand_values_follow_their_expressions():
+    """Estimands evaluated on known parameters (here the simulator's default truth)."""
+    p = kb.Truth().params
+    est = kb.load_spec("joint").estimand_values(p)
+    assert est["ntx_glu"] == p["beta_N"]
+    assert est["ntx_glu_male"] == pytest.approx(p["beta_N"] + 0.5 * p["beta_NM"])
+    assert est["ntx_glu_female"] == pytest.approx(p["beta_N"] - 0.5 * p["beta_NM"])
+    assert est["slope_placebo"] == pytest.approx(p["gamma_D"] / 0.05)
+    # d1 - d0 = beta_N / delta_scale; total = direct + indirect
+    total = (
+        p["gamma_N"]
+        + p["gamma_D"] * p["beta_N"] / 0.05
+        + p["gamma_DN"] * ((p["beta0"] + p["beta_N"] - 0.05) / 0.05)
+    )
+    assert est["ntx_imp_total"] == pytest.approx(total)
+    assert est["indirect"] + est["direct"] == pytest.approx(est["ntx_imp_total"])
+    assert est["prop_mediated"] == pytest.approx(est["indirect"] / est["ntx_imp_total"])
+    reference = p["gamma0"] + p["gamma_D"] * (p["beta0"] - 0.05) / 0.05
+    assert est["attenuation_pct"] == pytest.approx(-100 * total / reference)
+    # the documented default truth: -3.4 points, i.e. 28 % attenuation
+    assert est["ntx_imp_total"] == pytest.approx(-3.4)
+    assert est["attenuation_pct"] == pytest.approx(28.3, abs=0.1)
+
+
+def test_estimands_evaluate_elementwise_on_arrays():
+    p = {k: np.full(3, v) for k, v in kb.Truth().params.items()}
+    p["beta_N"] = np.array([-0.02, 0.0, 0.02])
+    est = kb.load_spec("glutamate").estimand_values(p)
+    np.testing.assert_allclose(est["ntx_glu_male"], p["beta_N"] + 0.5 * p["beta_NM"])
+
+
+def test_evaluate_is_plain_arithmetic():
+    assert evaluate("-2 * a ** 2 + sqrt(b) / abs(c)", {"a": 3, "b": 16, "c": -2}) == -16
+    with pytest.raises(ValueError, match=r"not allowed|cannot"):
+        evaluate("a.b", {"a": 1})
