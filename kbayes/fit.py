@@ -105,6 +105,7 @@ def sample(
             random_seed=seed,
             model=entry.model,
             target_accept=target_accept,
+            nuts_sampler="pymc",
             progressbar=progress,
             cores=cores or chains,
             compute_convergence_checks=False,
@@ -142,7 +143,8 @@ def fit(
     seed : int or numpy Generator
         Same seed, same data and spec -> identical draws.
     sampler : {"nutpie", "pymc"}, default "nutpie"
-        nutpie (compiled once per data shape) or PyMC's own NUTS (for comparison).
+        nutpie (compiled once per data shape) or PyMC's own NUTS implementation
+        (``pm.sample(nuts_sampler="pymc")``, for comparison).
     target_accept : float, default 0.9
         Target acceptance rate of NUTS step-size adaptation.
     prior : bool, default False
