@@ -155,11 +155,12 @@ class TrialData:
             ]
             more = f" and {len(ids) - 5} more" if len(ids) > 5 else ""
             log.warning(
-                "%s: %s (%s, %d rows: %s%s)",
+                "%s: %s (%s, %d %s: %s%s)",
                 table,
                 reason,
                 action,
                 len(ids),
+                "row" if len(ids) == 1 else "rows",
                 ", ".join(ids[:5]),
                 more,
             )
