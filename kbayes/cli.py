@@ -67,9 +67,12 @@ def _print_result(idata) -> None:
 @_friendly
 def demo(
     out: Annotated[Path, typer.Option(help="Folder for the result.")] = Path("kbayes-demo"),
+    draws: int = 2000,
+    tune: int = 1000,
+    chains: int = 4,
     seed: int = 1,
 ) -> None:
-    """Fit the joint model to the bundled (simulated) example trial."""
+    """Fit the joint model to the bundled (simulated) example trial and write its report."""
     import kbayes as kb
 
     data = kb.load_example()
@@ -77,7 +80,7 @@ def demo(
     console.print(data.summary())
     console.print(data.describe().round(3).to_string(), soft_wrap=True)
     console.rule("Joint model")
-    _fit_and_save(data, "joint", out, "example", seed=seed)
+    _fit_and_save(data, "joint", out, "example", draws=draws, tune=tune, chains=chains, seed=seed)
 
 
 @app.command()

@@ -53,6 +53,16 @@ def test_fit_then_check_round_trip(sim_dir, tmp_path):
     assert (tmp_path / "again.md").read_text().count("## ") >= 5
 
 
+def test_demo_fits_the_example_and_writes_the_report(tmp_path):
+    short = ("--draws", 200, "--tune", 200, "--chains", 2)
+    result = invoke("demo", "--out", tmp_path, *short)
+    assert result.exit_code == 0, result.output
+    assert "26 participants" in result.output and "attenuation_pct" in result.output
+    report = tmp_path / "example_joint.html"
+    assert report.is_file() and str(report) in result.output.replace("\n", "")
+    assert load(tmp_path / "example_joint.nc").attrs["spec_name"] == "joint"
+
+
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
