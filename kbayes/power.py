@@ -309,6 +309,7 @@ class Task:
     seed: np.random.SeedSequence
     engine: str
     settings: dict
+    target: str  # estimand whose bulk ESS is checked with the rule's
 
 
 _SPECS: dict[str, ModelSpec] = {}
@@ -330,7 +331,8 @@ def run_replicate(task: Task, rule: Rule) -> dict:
     if task.engine == "laplace":
         draws, diag = _laplace(spec, inputs, task, s_fit)
     else:
-        draws, diag = _nuts(spec, inputs, s_fit, task.settings)
+        used = tuple(dict.fromkeys((*rule.estimands, task.target)))
+        draws, diag = _nuts(spec, inputs, s_fit, task.settings, used)
     seconds = time.perf_counter() - start
     truth = spec.estimand_values(task.truth.params)
     lo, hi = (1 - spec.ci_prob) / 2, (1 + spec.ci_prob) / 2
@@ -348,8 +350,10 @@ def run_replicate(task: Task, rule: Rule) -> dict:
     }  # fmt: skip
 
 
-def _nuts(spec, inputs, seed, settings) -> tuple[dict, dict]:
+def _nuts(spec, inputs, seed, settings, used: tuple[str, ...]) -> tuple[dict, dict]:
+    """NUTS fit; R-hat over every free parameter, bulk ESS over the ``used`` estimands."""
     import arviz_stats as azs
+    import xarray as xr
 
     from kbayes.fit import sample
 
@@ -357,11 +361,12 @@ def _nuts(spec, inputs, seed, settings) -> tuple[dict, dict]:
                        cores=1, **settings)  # fmt: skip
     post = dt.posterior.to_dataset()
     names = [rv.name for rv in model.free_RVs]
-    rhat, ess = azs.rhat(post[names]), azs.ess(post[names], method="bulk")
+    rhat = azs.rhat(post[names])
     max_rhat = max(float(np.nanmax(rhat[v].values)) for v in names)
-    min_ess = min(float(np.nanmin(ess[v].values)) for v in names)
-    divergences = int(dt.sample_stats["diverging"].sum())
     values = spec.estimand_values({v: post[v] for v in post.data_vars})
+    ess = azs.ess(xr.Dataset({k: values[k] for k in used}), method="bulk")
+    min_ess = min(float(ess[k]) for k in used)
+    divergences = int(dt.sample_stats["diverging"].sum())
     draws = {k: np.asarray(v.values).reshape(-1) for k, v in values.items()}
     problem = divergences > 0 or not max_rhat <= RHAT_MAX or not min_ess >= ESS_MIN
     return draws, {"divergences": divergences, "max_rhat": max_rhat, "min_ess": min_ess,
@@ -499,8 +504,9 @@ def power(
     -------
     pandas.DataFrame
         One row per design point: the varied design fields; ``replicates``, ``n_ok`` and
-        ``n_problem`` (replicates with divergences, R-hat > 1.05, bulk ESS < 100, or a
-        failed Laplace fit: counted, and left out of every rate); ``power`` (share of
+        ``n_problem`` (replicates with divergences, R-hat > 1.05 on a free parameter, bulk
+        ESS < 100 of an estimand of the rule or the target, or a failed Laplace fit:
+        counted, and left out of every rate); ``power`` (share of
         ``go`` among ok replicates) and ``power_se`` (its Monte-Carlo SE); for a GoNoGo
         also ``p_nogo``, ``p_inconclusive`` and their SEs; for ``target`` the mean true
         value, ``mean_estimate`` (posterior means), ``bias``, ``rmse``, ``ci_width`` and
@@ -540,7 +546,7 @@ def power(
                 continue
             ss = np.random.SeedSequence(seed, spawn_key=(int(key[:8], 16), r))
             tasks.append(Task(spec.source, rkey, r, d, prior.draw(_child(ss, 0)), reference,
-                              ss, engine, settings))  # fmt: skip
+                              ss, engine, settings, target))  # fmt: skip
     for record in _execute(tasks, rule, client, workers, progress):
         records[(record["point"], record["rep"])] = record
         if folder:

@@ -132,6 +132,8 @@ class Rule:
     """
 
     def __init__(self, expr: str | Rule):
+        if isinstance(expr, GoNoGo):
+            raise TypeError("a GoNoGo has three outcomes and is not a Rule's expression")
         if isinstance(expr, Rule):
             self._tree = expr._tree
         else:

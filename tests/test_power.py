@@ -148,6 +148,24 @@ def test_go_nogo_rates_sum_to_one():
     assert {"p_nogo_se", "p_inconclusive_se"} <= set(table.columns)
 
 
+def test_nuts_compiles_once_and_counts_problem_replicates():
+    """NUTS replicates of one shape share one compiled model; a replicate whose chains are
+    too short (bulk ESS < 100) is a problem: counted, and left out of the rates."""
+    from kbayes.fit import compile_count
+
+    kwargs = {"n": [12], "seed": 8, "model": "improvement", "client": "serial",
+              "progress": False}  # fmt: skip
+    before = compile_count["nutpie"]
+    table = power(kb.Design(), kb.Truth(), RULE, replicates=3, **kwargs)
+    assert compile_count["nutpie"] - before <= 1
+    reps = table.attrs["replicates"]
+    assert (reps["max_rhat"] < 1.1).all() and (reps["divergences"] >= 0).all()
+    assert table["n_ok"].iloc[0] + table["n_problem"].iloc[0] == 3
+    short = power(kb.Design(), kb.Truth(), RULE, replicates=2, draws=20, tune=20, **kwargs)
+    assert short["n_problem"].iloc[0] == 2 and np.isnan(short["power"].iloc[0])
+    assert compile_count["nutpie"] - before <= 1
+
+
 _KILLED_RUN = """
 import kbayes as kb
 from kbayes.power import power
