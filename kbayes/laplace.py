@@ -47,7 +47,6 @@ from kbayes.spec import ModelSpec, parse_spec
 compile_count = {"laplace": 0}
 _ENGINES: dict[tuple, LaplaceEngine] = {}
 _FD_STEP = 1e-5  # relative step of the finite-difference Hessian (unconstrained units)
-_CHORD_STEPS = 10  # at most, before L-BFGS-B, while they lower -log p
 
 
 @functools.cache
@@ -207,11 +206,7 @@ class LaplaceEngine:
 
     # --- per reference and per replicate -----------------------------------------------
     def _optimise(self, start: np.ndarray, free: np.ndarray, precond: np.ndarray | None):
-        """Minimise -log p over ``free`` from ``start``; ``precond`` = L^-1 with L L' = H.
-
-        With a preconditioner (the reference's), chord steps (Newton steps with that fixed
-        Hessian) come first while they lower -log p, then L-BFGS-B finishes.
-        """
+        """Minimise -log p over ``free`` from ``start``; ``precond`` = L^-1 with L L' = H."""
         p = np.eye(free.size) if precond is None else precond
 
         def full(z: np.ndarray) -> np.ndarray:
@@ -223,15 +218,8 @@ class LaplaceEngine:
             value, grad = self._neg(full(z))
             return value, p @ grad[free]
 
-        z = np.zeros(free.size)
-        if precond is not None:  # chord steps: Newton steps with the reference Hessian
-            value, grad = fun(z)
-            for _ in range(_CHORD_STEPS):
-                new_value, new_grad = fun(z - grad)
-                if not new_value < value:
-                    break
-                z, value, grad = z - grad, new_value, new_grad
-        res = so.minimize(fun, z, jac=True, method="L-BFGS-B", options={"maxiter": 20000})
+        res = so.minimize(fun, np.zeros(free.size), jac=True, method="L-BFGS-B",
+                          options={"maxiter": 20000})  # fmt: skip
         return full(res.x), res
 
     def prepare(

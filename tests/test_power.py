@@ -166,6 +166,18 @@ def test_nuts_compiles_once_and_counts_problem_replicates():
     assert compile_count["nutpie"] - before <= 1
 
 
+def test_a_failed_fit_is_a_counted_problem(monkeypatch):
+    kp = sys.modules["kbayes.power"]  # the module (kb.power is the function)
+
+    def broken(*args):
+        raise FloatingPointError("no mode")
+
+    monkeypatch.setattr(kp, "_laplace", broken)
+    table = power(kb.Design(), kb.Truth(), RULE, n=[12], replicates=3, seed=1, **FAST)
+    assert table["n_problem"].iloc[0] == 3 and np.isnan(table["power"].iloc[0])
+    assert set(table.attrs["replicates"]["message"]) == {"FloatingPointError: no mode"}
+
+
 _KILLED_RUN = """
 import kbayes as kb
 from kbayes.power import power
