@@ -514,7 +514,9 @@ def power(
         ``n_problem`` (replicates with divergences, R-hat > 1.05 on a scalar parameter or
         a used estimand, bulk ESS < 100 of an estimand of the rule or the target, or a
         failed fit: counted, and left out of every rate); ``power`` (share of
-        ``go`` among ok replicates) and ``power_se`` (its Monte-Carlo SE); for a GoNoGo
+        ``go`` among ok replicates) and ``power_se`` (its Monte-Carlo SE); ``power_all``
+        (the share among every replicate with a decision, problems included: if it differs
+        from ``power``, the problem replicates matter); for a GoNoGo
         also ``p_nogo``, ``p_inconclusive`` and their SEs; for ``target`` the mean true
         value, ``mean_estimate`` (posterior means), ``bias``, ``rmse``, ``ci_width`` and
         ``coverage`` of the spec's ``ci_prob`` equal-tailed interval. ``attrs`` hold the
@@ -617,6 +619,8 @@ def summarise(reps: pd.DataFrame, keys: list, rule: Rule, target: str) -> pd.Dat
             if outcome in rule.outcomes and (col == "power" or len(rule.outcomes) == 3):
                 p = float((ok["outcome"] == outcome).mean()) if k else np.nan
                 row[col], row[f"{col}_se"] = p, float(np.sqrt(p * (1 - p) / k)) if k else np.nan
+        decided = r[r["outcome"].notna()]
+        row["power_all"] = float((decided["outcome"] == "go").mean()) if len(decided) else np.nan
         est = np.array([s[target] for s in ok["summary"]]) if k else np.empty((0, 4))
         true = np.array([t[target] for t in ok["truth"]]) if k else np.empty(0)
         row |= {

@@ -115,8 +115,8 @@ def test_power_increases_with_n(null_and_effect):
 
 def test_table_columns_and_replicates(null_and_effect):
     _, effect = null_and_effect
-    expected = {"n", "replicates", "n_ok", "n_problem", "power", "power_se", "true_value",
-                "mean_estimate", "bias", "rmse", "ci_width", "coverage"}  # fmt: skip
+    expected = {"n", "replicates", "n_ok", "n_problem", "power", "power_se", "power_all",
+                "true_value", "mean_estimate", "bias", "rmse", "ci_width", "coverage"}  # fmt: skip
     assert expected == set(effect.columns)
     reps = effect.attrs["replicates"]
     assert len(reps) == 300 and reps["outcome"].isin(["go", "no-go"]).all()
