@@ -1,26 +1,31 @@
 r"""Laplace (MAP) screening engine: compiled once per (spec, data shape), refit with new data.
 
-For data :math:`y` the posterior of the unconstrained parameters :math:`x` (the model's
-value variables, log Jacobians included) is approximated by
-:math:`N(\hat x, H^{-1})`, :math:`\hat x = \arg\max \log p(x \mid y)`,
-:math:`H = -\nabla^2 \log p(\hat x \mid y)`. Draws of the parameters the estimands use are
-taken from that normal and mapped back to the constrained scale with the model's
-transforms, then the spec's estimands are computed from them.
+The model is reparametrised with every hierarchical prior non-centred (:func:`noncentred`;
+the same posterior). Its scale parameters :math:`s` (SDs, :math:`\nu`: the scalar value
+variables with a transform) are held fixed per design point, at the mode of their
+Laplace-approximate marginal posterior averaged over a few reference data sets
+(:meth:`LaplaceEngine.prepare`); the joint posterior of the joint model has no mode in
+:math:`s` (a residual SD can shrink to 0 while latent session effects absorb the
+residuals). Given :math:`s`, the posterior of the other unconstrained parameters :math:`x`
+(log Jacobians included) is approximated by :math:`N(\hat x, H^{-1})`,
+:math:`\hat x = \arg\max \log p(x \mid s, y)`, :math:`H = -\nabla^2 \log p(\hat x \mid s, y)`.
+Draws of the parameters the estimands use are taken from that normal, mapped back with the
+model's transforms, and the spec's estimands computed from them.
 
-What is compiled once per shape and reused: the log density and its gradient (new data are
-set into the model's shared ``pm.Data`` variables, which the compiled function reads), the
-sparsity pattern of the Hessian with a colouring of its columns, and the batched map from
-unconstrained draws to the constrained parameters. What is done once per reference data set
-(:meth:`LaplaceEngine.prepare`, one per design point): the mode and Hessian there, whose
-Cholesky factor preconditions the optimiser for every replicate of that point.
+Compiled once per shape and reused: the log density and its gradient (new data are set
+into the model's shared ``pm.Data`` variables, which the compiled function reads) and the
+batched map from unconstrained draws to the constrained parameters. Once per design point:
+the scales, the Hessian's sparsity pattern with a colouring of its columns, and the mode
+and Hessian on a reference data set, whose Cholesky factor preconditions every fit.
 
-Per replicate: L-BFGS-B (scipy) in the preconditioned coordinates from the reference mode,
-then the Hessian at the mode by central differences of the gradient, one pair of gradient
-calls per colour (the participant- and session-level parameters of different participants
-share colours), and draws from the normal.
+Per replicate: L-BFGS-B (scipy) in the preconditioned coordinates from the reference mode;
+the Hessian at the mode by central differences of the gradient, one pair of gradient calls
+per dense column or colour (the participant- and session-level parameters of different
+participants share colours); draws from the normal.
 
-Hierarchical SDs near zero (a funnel) and skewed posteriors make this approximation poor:
-it is for screening large grids; NUTS gives the final answer (compare their decisions).
+Fixed scales ignore their uncertainty (intervals a little narrow in small trials) and a
+normal misses skewness: this is for screening large grids; NUTS gives the final answer
+(compare their decisions).
 """
 
 from __future__ import annotations
