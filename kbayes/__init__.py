@@ -11,6 +11,14 @@ from kbayes.errors import DataError, SpecError
 from kbayes.estimands import estimands
 from kbayes.fit import fit
 from kbayes.meta import MetaAnalysis, meta_analysis
+from kbayes.power import (
+    PosteriorTruth,
+    PredictiveTruth,
+    PriorTruth,
+    plot_power,
+    power,
+    read_replicates,
+)
 from kbayes.published.convert import (
     Likelihood,
     from_ci,
@@ -24,6 +32,7 @@ from kbayes.published.convert import (
 from kbayes.readers import parse_fsl_mrs, parse_lcmodel, read_fsl_mrs, read_lcmodel
 from kbayes.reanalysis import NormalPrior, plot_reanalysis, prior_set, reanalyse
 from kbayes.report import report
+from kbayes.rules import GoNoGo, Rule
 from kbayes.simulate import Design, SimulatedTruth, Truth, load_example, simulate
 from kbayes.spec import ModelSpec, builtin_specs, load_spec
 
@@ -32,11 +41,16 @@ __version__ = version("kbayes")
 __all__ = [
     "DataError",
     "Design",
+    "GoNoGo",
     "Likelihood",
     "MetaAnalysis",
     "ModelSpec",
     "NormalPrior",
+    "PosteriorTruth",
+    "PredictiveTruth",
+    "PriorTruth",
     "Problem",
+    "Rule",
     "SimulatedTruth",
     "SpecError",
     "TrialConfig",
@@ -61,12 +75,15 @@ __all__ = [
     "meta_analysis",
     "parse_fsl_mrs",
     "parse_lcmodel",
+    "plot_power",
     "plot_reanalysis",
     "plots",
+    "power",
     "prior_set",
     "published",
     "read_fsl_mrs",
     "read_lcmodel",
+    "read_replicates",
     "reanalyse",
     "report",
     "simulate",

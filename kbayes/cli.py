@@ -1,4 +1,4 @@
-"""Command line: ``kbayes demo | fit | check | report | simulate | reanalyse`` (``--help``)."""
+"""Command line: ``kbayes demo | fit | check | report | simulate | power | reanalyse``."""
 
 from __future__ import annotations
 
@@ -165,6 +165,27 @@ def simulate(
     data.to_files(out)
     console.print(data.summary())
     console.print(f"Tables written to [bold]{out}[/]")
+
+
+@app.command()
+@_friendly
+def power(
+    design: Annotated[Path, typer.Argument(help="Power study TOML file (see docs/power.md).")],
+    out: Annotated[Path | None, typer.Option(help="Output folder (default: <file>_power).")] = None,
+    scheduler: Annotated[str | None, typer.Option(help="Dask scheduler, tcp://HOST:PORT.")] = None,
+    workers: Annotated[int, typer.Option(help="Processes of the local Dask cluster.")] = 2,
+    store: Annotated[Path | None, typer.Option(help="Replicate store; a rerun resumes.")] = None,
+    serial: Annotated[bool, typer.Option(help="Run in this process, without Dask.")] = False,
+) -> None:
+    """Power or assurance over a design grid: table (power.csv) and curves (power.png)."""
+    from kbayes.power import run_file
+
+    table, csv, png = run_file(
+        design, out=out, scheduler=scheduler, workers=workers, store=store, serial=serial
+    )
+    text = table.drop(columns="rmse").to_string(index=False, float_format="{:.3g}".format)
+    console.print(text, soft_wrap=True)
+    console.print(f"Table: [bold]{csv}[/]  Figure: [bold]{png}[/]")
 
 
 @app.command()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
@@ -61,6 +62,20 @@ def test_demo_fits_the_example_and_writes_the_report(tmp_path):
     report = tmp_path / "example_joint.html"
     assert report.is_file() and str(report) in result.output.replace("\n", "")
     assert load(tmp_path / "example_joint.nc").attrs["spec_name"] == "joint"
+
+
+def test_power_writes_table_and_figure(tmp_path):
+    study = tmp_path / "study.toml"
+    study.write_text(
+        'model = "improvement"\nreplicates = 20\nseed = 1\nengine = "laplace"\n'
+        "[grid]\nn = [12, 24]\n"
+        '[rule]\nexpr = "P(ntx_imp_direct < 0) > 0.9"\n'
+    )
+    result = invoke("power", study, "--out", tmp_path / "out", "--serial")
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(tmp_path / "out" / "power.csv")
+    assert table["n"].tolist() == [12, 24] and (table["replicates"] == 20).all()
+    assert (tmp_path / "out" / "power.png").stat().st_size > 1000
 
 
 @pytest.mark.parametrize(
