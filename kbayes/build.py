@@ -24,10 +24,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import pymc as pm
 import pytensor.tensor as pt
 
-from kbayes.data import TrialData, infusion_profile
+from kbayes.config import TrialConfig
+from kbayes.data import TrialData, infusion_profile, session_change
 from kbayes.errors import DataError
 from kbayes.spec import ModelSpec
 
@@ -56,45 +58,53 @@ def model_inputs(spec: ModelSpec, data: TrialData, dglx: np.ndarray | None = Non
     ``dglx`` replaces the observed per-session glutamate change (ratio units), e.g. with a
     first-stage posterior mean in the two-stage model.
     """
-    cfg = data.config
-    s = data.session_table(spec.profile)
-    participants = data.coords["participant"]
-    p_index = {p: k for k, p in enumerate(participants)}
-    periods = data.coords["period"]
-    sessions = [f"{p}/{q}" for p, q in zip(s["participant"], s["period"], strict=True)]
-    coords = {"participant": participants, "session": sessions}
+    return tables_to_inputs(spec, data.participants, data.sessions, data.mrs, data.config, dglx)
+
+
+def tables_to_inputs(
+    spec: ModelSpec,
+    participants: pd.DataFrame,
+    sessions: pd.DataFrame,
+    mrs: pd.DataFrame,
+    config: TrialConfig,
+    dglx: np.ndarray | None = None,
+) -> ModelInputs:
+    """:func:`model_inputs` from tables that are valid and sorted as :class:`TrialData`
+    holds them. Nothing is validated here: this is the fast path for simulated replicates."""
+    ids = participants["participant"].tolist()
+    index = {p: k for k, p in enumerate(ids)}
+    sex = dict(zip(participants["participant"], participants["sex"], strict=True))
+    sp, sq = sessions["participant"].to_numpy(), sessions["period"].to_numpy()
+    labels = [f"{p}/{q}" for p, q in zip(sp, sq, strict=True)]
+    coords = {"participant": ids, "session": labels}
     arrays: dict[str, np.ndarray] = {
-        "session_participant": s["participant"].map(p_index).to_numpy(np.int64),
-        "c": (s["condition"] == cfg.active).to_numpy(float),
-        "m": np.where(s["sex"] == cfg.sexes[1], 0.5, -0.5),
-        "p": s["period"].to_numpy(float) - (min(periods) + max(periods)) / 2,
+        "session_participant": np.array([index[p] for p in sp], dtype=np.int64),
+        "c": (sessions["condition"] == config.active).to_numpy(float),
+        "m": np.where(np.array([sex[p] for p in sp]) == config.sexes[1], 0.5, -0.5),
+        "p": sq.astype(float) - (sq.min() + sq.max()) / 2,
     }
+    s_index = {lab: k for k, lab in enumerate(labels)}
+    mp, mq, mb = mrs["participant"].to_numpy(), mrs["period"].to_numpy(), mrs["block"].to_numpy()
+    m_session = np.array([s_index[f"{p}/{q}"] for p, q in zip(mp, mq, strict=True)], np.int64)
+    y = mrs["glx_ratio"].to_numpy(float)
+    g = infusion_profile(mrs["time_min"], spec.profile, config.infusion_min)
     if "mrs" in spec.levels:
-        m = data.mrs
-        s_index = {key: k for k, key in enumerate(zip(s["participant"], s["period"], strict=True))}
-        coords["mrs_obs"] = [
-            f"{p}/{q}/{b}"
-            for p, q, b in m[["participant", "period", "block"]].itertuples(index=False)
-        ]
-        y = m["glx_ratio"].to_numpy(float)
+        coords["mrs_obs"] = [f"{p}/{q}/{b}" for p, q, b in zip(mp, mq, mb, strict=True)]
         arrays |= {
-            "mrs_session": np.array(
-                [s_index[k] for k in zip(m["participant"], m["period"], strict=True)],
-                dtype=np.int64,
-            ),
-            "g": infusion_profile(m["time_min"], spec.profile, cfg.infusion_min),
+            "mrs_session": m_session,
+            "g": g,
             "glx_observed": y,
-            "glx_se": m["crlb"].to_numpy(float) / 100 * y,
+            "glx_se": mrs["crlb"].to_numpy(float) / 100 * y,
         }
     if "improvement" in spec.levels:
-        arrays["improvement_observed"] = s["improvement"].to_numpy(float)
-        arrays["baseline_c"] = (
-            s["madrs_baseline"].to_numpy(float) - spec.constants["baseline_center"]
-        )
+        base = sessions["madrs_baseline"].to_numpy(float)
+        arrays["improvement_observed"] = base - sessions["madrs_day1"].to_numpy(float)
+        arrays["baseline_c"] = base - spec.constants["baseline_center"]
         if spec.delta != "latent":
-            obs = s["dglx_obs"].to_numpy(float) if dglx is None else np.asarray(dglx, float)
+            obs = session_change(m_session, g, y, len(labels)) if dglx is None else dglx
+            obs = np.asarray(obs, float)
             if np.isnan(obs).any():
-                bad = [sessions[k] for k in np.flatnonzero(np.isnan(obs))]
+                bad = [labels[k] for k in np.flatnonzero(np.isnan(obs))]
                 raise DataError(
                     f"table 'mrs': sessions {bad[:5]} ({len(bad)} in all) have no fMRS blocks both "
                     f"before and during the infusion, so the '{spec.name}' model has no observed "
@@ -102,14 +112,15 @@ def model_inputs(spec: ModelSpec, data: TrialData, dglx: np.ndarray | None = Non
                 )
             arrays["dglx_obs"] = obs
     if "items" in spec.levels:
-        coords |= _item_arrays(data, s, sessions, arrays)
+        coords |= _item_arrays(config, sessions, labels, arrays)
     return ModelInputs(coords=coords, data=arrays)
 
 
-def _item_arrays(data: TrialData, s, sessions: list[str], arrays: dict) -> dict[str, list]:
+def _item_arrays(
+    cfg: TrialConfig, s: pd.DataFrame, sessions: list[str], arrays: dict
+) -> dict[str, list]:
     """Long-format item scores (session x visit x item) into ``arrays``; returns coords."""
-    cfg = data.config
-    if not data.has_items:
+    if not set(cfg.item_columns("baseline") + cfg.item_columns("day1")) <= set(s):
         raise DataError(
             f"table 'sessions': the item-level model needs the item columns "
             f"{cfg.item_columns('baseline')[0]}..{cfg.item_columns('day1')[-1]}, which are absent"

@@ -54,6 +54,24 @@ def infusion_profile(time_min, shape: str = "step", infusion_min: float = 40.0) 
     raise ValueError(f"unknown infusion profile shape {shape!r}; expected 'step' or 'ramp'")
 
 
+def session_change(
+    session: np.ndarray, g: np.ndarray, y: np.ndarray, n_sessions: int
+) -> np.ndarray:
+    """Per-session least-squares slope of the ratio ``y`` on g(t) (ratio units).
+
+    ``session`` gives each block's session index (0..n_sessions-1). With a step profile this
+    is the mean during the infusion minus the mean before it. NaN where a session has no
+    blocks both before and during the infusion.
+    """
+    count = np.bincount(session, minlength=n_sessions).astype(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        g_c = g - (np.bincount(session, g, n_sessions) / count)[session]
+        y_c = y - (np.bincount(session, y, n_sessions) / count)[session]
+        sxx = np.bincount(session, g_c**2, n_sessions)
+        slope = np.bincount(session, g_c * y_c, n_sessions) / sxx
+    return np.where(sxx > 0, slope, np.nan)
+
+
 def combine_ratio(mrs: pd.DataFrame) -> pd.DataFrame:
     """Glx/tNAA from separate ``glx`` and ``tnaa`` columns.
 
@@ -239,17 +257,14 @@ class TrialData:
         """
         s = self.sessions.merge(self.participants[["participant", "sex"]], on="participant")
         s["improvement"] = s["madrs_baseline"] - s["madrs_day1"]
-        g = infusion_profile(self.mrs["time_min"], shape, self.config.infusion_min)
-        m = self.mrs.assign(g=g)
-
-        def slope(block: pd.DataFrame) -> float:
-            x = block["g"].to_numpy()
-            if np.ptp(x) == 0:
-                return np.nan
-            return float(np.polyfit(x, block["glx_ratio"].to_numpy(), 1)[0])
-
-        d = m.groupby(["participant", "period"])[["g", "glx_ratio"]].apply(slope)
-        s = s.merge(d.rename("dglx_obs").reset_index(), on=["participant", "period"], how="left")
+        key = s["participant"] + "/" + s["period"].astype(str)
+        index = pd.Series(np.arange(len(s)), index=key.to_numpy())
+        m = self.mrs
+        session = index.loc[(m["participant"] + "/" + m["period"].astype(str)).to_numpy()]
+        g = infusion_profile(m["time_min"], shape, self.config.infusion_min)
+        s["dglx_obs"] = session_change(
+            session.to_numpy(), g, m["glx_ratio"].to_numpy(float), len(s)
+        )
         return s
 
     def to_xarray(self) -> xr.Dataset:

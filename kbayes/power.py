@@ -36,7 +36,7 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
-from kbayes.build import ModelInputs, model_inputs
+from kbayes.build import ModelInputs, model_inputs, tables_to_inputs
 from kbayes.data import TrialData, infusion_profile
 from kbayes.rules import Rule, as_rule
 from kbayes.simulate import Design, Truth, _draw
@@ -209,7 +209,7 @@ def simulate_inputs(
     people, sessions, mrs = simulate_tables(design, truth, seed, spec.profile)
     if "items" in spec.levels or spec.delta == "two_stage":
         return model_inputs(spec, TrialData(people, sessions, mrs, config=design.config))
-    return _inputs(spec, people, sessions, mrs, design.config)
+    return tables_to_inputs(spec, people, sessions, mrs, design.config)
 
 
 def simulate_tables(
@@ -255,44 +255,6 @@ def _missing_blocks(mrs: pd.DataFrame, during: np.ndarray, share: float, rng) ->
             left[key] -= 1
             out.append(mrs.index[k])
     return np.array(out, dtype=int)
-
-
-def _inputs(spec, people, sessions, mrs, cfg) -> ModelInputs:
-    """:func:`kbayes.build.model_inputs` for tables already in participant/period/block order."""
-    ids = people["participant"].tolist()
-    index = {p: k for k, p in enumerate(ids)}
-    sex = dict(zip(people["participant"], people["sex"], strict=True))
-    sp, sq = sessions["participant"].to_numpy(), sessions["period"].to_numpy()
-    labels = [f"{p}/{q}" for p, q in zip(sp, sq, strict=True)]
-    periods = np.unique(sq)
-    coords = {"participant": ids, "session": labels}
-    arrays = {
-        "session_participant": np.array([index[p] for p in sp], dtype=np.int64),
-        "c": (sessions["condition"] == cfg.active).to_numpy(float),
-        "m": np.where(np.array([sex[p] for p in sp]) == cfg.sexes[1], 0.5, -0.5),
-        "p": sq.astype(float) - (periods.min() + periods.max()) / 2,
-    }
-    s_index = {lab: k for k, lab in enumerate(labels)}
-    mp, mq, mb = mrs["participant"].to_numpy(), mrs["period"].to_numpy(), mrs["block"].to_numpy()
-    m_session = np.array([s_index[f"{p}/{q}"] for p, q in zip(mp, mq, strict=True)], np.int64)
-    y = mrs["glx_ratio"].to_numpy(float)
-    g = infusion_profile(mrs["time_min"], spec.profile, cfg.infusion_min)
-    if "mrs" in spec.levels:
-        coords["mrs_obs"] = [f"{p}/{q}/{b}" for p, q, b in zip(mp, mq, mb, strict=True)]
-        arrays |= {"mrs_session": m_session, "g": g, "glx_observed": y,
-                   "glx_se": mrs["crlb"].to_numpy(float) / 100 * y}  # fmt: skip
-    if "improvement" in spec.levels:
-        base = sessions["madrs_baseline"].to_numpy(float)
-        arrays["improvement_observed"] = base - sessions["madrs_day1"].to_numpy(float)
-        arrays["baseline_c"] = base - spec.constants["baseline_center"]
-        if spec.delta != "latent":  # per-session least-squares slope of the ratio on g
-            count = np.bincount(m_session, minlength=len(labels))
-            g_c = g - (np.bincount(m_session, g, len(labels)) / count)[m_session]
-            y_c = y - (np.bincount(m_session, y, len(labels)) / count)[m_session]
-            arrays["dglx_obs"] = np.bincount(m_session, g_c * y_c, len(labels)) / np.bincount(
-                m_session, g_c**2, len(labels)
-            )
-    return ModelInputs(coords=coords, data=arrays)
 
 
 # --- one replicate (runs on a worker) --------------------------------------------------
