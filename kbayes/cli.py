@@ -5,10 +5,13 @@ from __future__ import annotations
 import functools
 import tomllib
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+
+if TYPE_CHECKING:
+    import kbayes as kb
 
 app = typer.Typer(
     help="Bayesian analysis of crossover pharmaco-imaging trials.", no_args_is_help=True
@@ -47,20 +50,23 @@ def _fit_and_save(data, model: str, out: Path, name: str, **kwargs) -> Path:
 
     idata = kb.fit(data, model, **kwargs)
     path = save(idata, out / f"{name}_{kb.load_spec(model).name}.nc")
-    _print_result(idata)
-    html = kb.report(idata, path.with_suffix(".html"), data=data)
+    verdict = _print_result(idata)
+    html = kb.report(idata, path.with_suffix(".html"), data=data, verdict=verdict)
     console.print(f"Result saved to [bold]{path}[/]\nReport: [bold]{html}[/]")
     return path
 
 
-def _print_result(idata) -> None:
+def _print_result(idata) -> kb.Verdict:
+    """Print the verdict and the estimand table; returns the verdict."""
     from kbayes.diagnostics import check
     from kbayes.estimands import estimands
 
-    console.print(check(idata))
+    verdict = check(idata)
+    console.print(verdict)
     table = estimands(idata)
     columns = ["unit", "mean", "hdi_low", "hdi_high"]
     console.print(table[columns].to_string(float_format="{:.3g}".format), soft_wrap=True)
+    return verdict
 
 
 @app.command()

@@ -127,6 +127,7 @@ def fit(
     prior: bool = False,
     log_likelihood: bool = True,
     posterior_predictive: bool = True,
+    predictive_draws: int | None = 1000,
     log_prior: bool = True,
     progress: bool = True,
 ) -> xr.DataTree:
@@ -154,6 +155,12 @@ def fit(
     posterior_predictive : bool, default True
         Draw replicated observations from the posterior (group ``posterior_predictive``,
         same seed), for posterior predictive checks (``kb.plots.plot_ppc``).
+    predictive_draws : int or None, default 1000
+        Posterior draws, evenly spaced within each chain, that get a replicated data set
+        (their ``draw`` labels are kept). PyMC draws them one by one (about 1 ms each for
+        ``joint``) and the checks plot 50, so 1000 are plenty. ``None`` uses every draw, as
+        LOO-PIT (``arviz.loo_pit``) needs, since it pairs each replicate with its
+        log-likelihood.
     log_prior : bool, default True
         Add the pointwise ``log_prior`` group, needed with ``log_likelihood`` for prior
         sensitivity (power-scaling, ``arviz.psense``).
@@ -209,13 +216,10 @@ def fit(
     if log_prior:
         pm.stats.compute_log_prior(idata, model=pm_model, progressbar=False)
     if posterior_predictive:
-        pm.sample_posterior_predictive(
-            idata,
-            model=pm_model,
-            random_seed=rng_seed,
-            extend_inferencedata=True,
-            progressbar=False,
-        )
+        draws_used = thinned(idata.posterior.to_dataset(), predictive_draws)
+        idata["posterior_predictive"] = pm.sample_posterior_predictive(
+            draws_used, model=pm_model, random_seed=rng_seed, progressbar=False
+        )["posterior_predictive"]
     if prior:
         prior_tree = pm.sample_prior_predictive(draws=draws, model=pm_model, random_seed=rng_seed)
         for group in ("prior", "prior_predictive"):
@@ -228,6 +232,17 @@ def fit(
     if first_stage is not None:
         idata.attrs["first_stage_hash"] = first_stage.attrs["spec_hash"]
     return idata
+
+
+def thinned(posterior: xr.Dataset, draws: int | None) -> xr.Dataset:
+    """About ``draws`` draws of ``posterior`` in all, evenly spaced within each chain."""
+    if draws is not None and draws < 1:
+        raise ValueError(f"predictive_draws must be a positive number or None, not {draws}")
+    n_chain, n_draw = posterior.sizes["chain"], posterior.sizes["draw"]
+    if draws is None or draws >= n_chain * n_draw:
+        return posterior
+    keep = np.unique(np.linspace(0, n_draw - 1, max(1, round(draws / n_chain))).round())
+    return posterior.isel(draw=keep.astype(int))
 
 
 def add_estimands(idata: xr.DataTree, spec: ModelSpec, data: TrialData) -> None:

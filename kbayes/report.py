@@ -43,7 +43,7 @@ from matplotlib.figure import Figure
 
 from kbayes import plots
 from kbayes.data import TrialData
-from kbayes.diagnostics import check
+from kbayes.diagnostics import Verdict, check
 from kbayes.estimands import estimands
 from kbayes.spec import MODELS_DIR, builtin_specs, load_spec
 
@@ -88,7 +88,12 @@ class _Section:
 
 
 def report(
-    idata: xr.DataTree, path: str | Path, data: TrialData | None = None, *, dpi: int = 90
+    idata: xr.DataTree,
+    path: str | Path,
+    data: TrialData | None = None,
+    *,
+    verdict: Verdict | None = None,
+    dpi: int = 90,
 ) -> Path:
     """Write a report of a fitted result to ``path`` (``.html``/``.htm`` or ``.md``).
 
@@ -102,6 +107,8 @@ def report(
         ``<stem>_files`` next to it.
     data : TrialData, optional
         The data that were fitted, for the data summary (sizes, per-condition table).
+    verdict : Verdict, optional
+        ``kb.check(idata)`` if you already have it (it takes seconds on a large posterior).
     dpi : int, default 90
         Resolution of the images.
 
@@ -122,7 +129,7 @@ def report(
     sections = [
         _data_section(idata, data),
         _spec_section(idata),
-        _verdict_section(idata),
+        _verdict_section(verdict or check(idata)),
         _estimand_section(idata),
         _sensitivity_section(idata),
         _plot_section(idata, dpi),
@@ -177,9 +184,8 @@ def _spec_section(idata: xr.DataTree) -> _Section:
     return s
 
 
-def _verdict_section(idata: xr.DataTree) -> _Section:
+def _verdict_section(verdict: Verdict) -> _Section:
     s = _Section("verdict", "Convergence")
-    verdict = check(idata)
     s.parts.append(("p", verdict.headline()))
     frame = verdict.to_frame()
     if len(frame):

@@ -114,6 +114,25 @@ def test_prior_group_holds_prior_draws(joint_example_fit, quick):
     assert float(joint_example_fit.posterior["beta0"].std()) < 0.3 * float(prior["beta0"].std())
 
 
+def test_posterior_predictive_on_evenly_thinned_draws(example, joint_example_fit, quick):
+    lean = {**LEAN, "posterior_predictive": True}
+    a, b = (kb.fit(example, "joint", seed=1, predictive_draws=100, **lean, **quick) for _ in "ab")
+    pp, post = a.posterior_predictive, a.posterior
+    assert (pp.sizes["chain"], pp.sizes["draw"]) == (quick["chains"], 50)
+    labels = pp["draw"].to_numpy()
+    assert labels[0] == 0 and labels[-1] == quick["draws"] - 1  # spread over the whole chain
+    assert set(labels) <= set(post["draw"].to_numpy())
+    xr.testing.assert_equal(pp.to_dataset(), b.posterior_predictive.to_dataset())  # seeded
+    # each replicate belongs to its own draw: replicated improvement tracks that draw's gamma0
+    rep_mean = pp["improvement"].mean("session")
+    gamma0 = post["gamma0"].sel(draw=labels)
+    assert float(xr.corr(rep_mean, gamma0, dim=["chain", "draw"])) > 0.3
+    # every draw when asked (and the session fixture, with fewer draws than the default)
+    assert joint_example_fit.posterior_predictive.sizes["draw"] == quick["draws"]
+    with pytest.raises(ValueError, match="predictive_draws"):
+        kb.fit(example, "joint", seed=1, predictive_draws=0, **lean, **quick)
+
+
 # --- seeds -----------------------------------------------------------------------------
 def test_same_seed_gives_identical_draws(joint_example_fit, joint_refit):
     for var in ("beta_N", "gamma_N", "u", "ntx_imp_total"):
