@@ -9,7 +9,7 @@ FIND_PYTHON := for p in python3.12 python3.13 python3.14 \
 	  "$$p" -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null && { command -v "$$p" || echo "$$p"; } && break; \
 	done
 
-.PHONY: demo test test-slow bench lint format clean chromium
+.PHONY: demo test test-slow test-sbc bench lint format clean chromium
 
 $(VENV)/.installed: pyproject.toml
 	@py="$$($(FIND_PYTHON))"; \
@@ -40,6 +40,10 @@ chromium:
 
 test-slow: $(VENV)/.installed
 	$(PY) -m pytest -m slow -q
+
+# Reduced simulation-based calibration of every built-in spec (docs/calibration.md).
+test-sbc: $(VENV)/.installed
+	$(PY) -m pytest -m slow -q tests/test_calibration.py
 
 bench: $(VENV)/.installed
 	$(PY) benchmarks/fit.py

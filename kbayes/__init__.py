@@ -3,6 +3,7 @@
 from importlib.metadata import version
 
 from kbayes import plots, published
+from kbayes.calibration import Calibration, calibrate
 from kbayes.compare import compare
 from kbayes.config import TrialConfig
 from kbayes.data import TrialData
@@ -39,6 +40,7 @@ from kbayes.spec import ModelSpec, builtin_specs, load_spec
 __version__ = version("kbayes")
 
 __all__ = [
+    "Calibration",
     "DataError",
     "Design",
     "GoNoGo",
@@ -59,6 +61,7 @@ __all__ = [
     "Verdict",
     "__version__",
     "builtin_specs",
+    "calibrate",
     "check",
     "compare",
     "estimands",

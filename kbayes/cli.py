@@ -1,4 +1,5 @@
-"""Command line: ``kbayes demo | fit | check | report | simulate | power | reanalyse``."""
+"""Command line: ``kbayes demo | fit | check | report | simulate | power | validate |
+reanalyse``."""
 
 from __future__ import annotations
 
@@ -192,6 +193,83 @@ def power(
     text = table.drop(columns="rmse").to_string(index=False, float_format="{:.3g}".format)
     console.print(text, soft_wrap=True)
     console.print(f"Table: [bold]{csv}[/]  Figure: [bold]{png}[/]")
+
+
+@app.command()
+@_friendly
+def validate(
+    model: Annotated[
+        str, typer.Option(help="Built-in spec name or path to a TOML spec.")
+    ] = "joint",
+    sims: Annotated[int, typer.Option(help="Simulations (prior draw, data, fit each).")] = 100,
+    out: Annotated[
+        Path, typer.Option(help="Folder for the tables (CSV) and figures (PNG).")
+    ] = Path("kbayes-sbc"),
+    n: Annotated[
+        int | None,
+        typer.Option(help="Participants of a simulated design (default: the bundled example's)."),
+    ] = None,
+    seed: int = 0,
+    draws: int = 500,
+    tune: int = 500,
+    chains: int = 2,
+    thin: Annotated[
+        int, typer.Option(help="Posterior draws each prior draw is ranked among.")
+    ] = 100,
+    store: Annotated[
+        Path | None, typer.Option(help="Simulation store; a rerun resumes (default: OUT/sims).")
+    ] = None,
+    workers: Annotated[int, typer.Option(help="Processes of the local Dask cluster.")] = 2,
+    scheduler: Annotated[str | None, typer.Option(help="Dask scheduler, tcp://HOST:PORT.")] = None,
+    serial: Annotated[bool, typer.Option(help="Run in this process, without Dask.")] = False,
+) -> None:
+    """Simulation-based calibration of a model: rank uniformity, coverage, PIT-ECDF plots."""
+    import kbayes as kb
+    from kbayes.calibration import calibrate
+
+    kb.load_spec(model)  # a wrong model name fails before any work
+    result = calibrate(
+        model, sims, design=kb.Design(n=n) if n else None, seed=seed, draws=draws, tune=tune,
+        chains=chains, thin=thin, store=store or out / "sims",
+        client="serial" if serial else scheduler, workers=workers,
+    )  # fmt: skip
+    paths = result.save(out)
+    console.rule(f"Rank uniformity ({result.spec})")
+    _print_table(result.uniformity, "quantity")
+    console.rule("Coverage of central intervals (+- Monte-Carlo SE)")
+    _print_table(_coverage_text(result.coverage), "quantity")
+    problems = result.sims[result.sims["problem"]]
+    if len(problems):
+        console.rule(f"{len(problems)} simulations with convergence problems (left out)")
+        _print_table(problems.set_index("sim"), "sim")
+    console.print(result.text, highlight=False, soft_wrap=True)
+    figures = "  ".join(str(p) for k, p in paths.items() if p.suffix == ".png")
+    console.print(f"Tables and figures in [bold]{out}[/]  {figures}", soft_wrap=True)
+
+
+def _coverage_text(table):
+    """Coverage table with one 'c +- se' column per interval mass."""
+    import pandas as pd
+
+    cols = {c.removeprefix("cov"): c for c in table.columns if c.startswith("cov")}
+    text = {f"{p} %": [f"{c:.2f} ± {s:.2f}" for c, s in zip(table[c], table[f"se{p}"], strict=True)]
+            for p, c in cols.items()}  # fmt: skip
+    return pd.DataFrame({"n": table["n"], **text}, index=table.index)
+
+
+def _print_table(frame, index_name: str) -> None:
+    """A DataFrame as a rich table (floats to 3 significant digits)."""
+    from rich.table import Table
+
+    table = Table(show_edge=False, pad_edge=False)
+    table.add_column(index_name)
+    for col in frame.columns:
+        table.add_column(str(col), justify="right")
+    for idx, row in frame.iterrows():
+        cells = [f"{v:.3g}" if isinstance(v, float) else str(v) for v in row]
+        style = "bold red" if bool(row.get("flagged", False)) else None
+        table.add_row(str(idx), *cells, style=style)
+    console.print(table)
 
 
 @app.command()

@@ -529,17 +529,19 @@ def power(
     return table
 
 
-def _execute(tasks: list[Task], rule: Rule, client: Any, workers: int, progress: bool):
-    """Run tasks (serially, or on Dask), yielding records as they finish."""
+def _execute(tasks: list, rule: Any, client: Any, workers: int, progress: bool,
+             run: Callable = run_replicate, label: str = "replicates"):  # fmt: skip
+    """Run ``run(task, rule)`` for each task (serially, or on Dask), yielding records as they
+    finish. ``rule`` is sent to each worker once (kbayes.calibration passes its setup)."""
     from rich.progress import Progress
 
     with Progress(disable=not progress, transient=False) as bar:
-        job = bar.add_task("replicates", total=len(tasks))
+        job = bar.add_task(label, total=len(tasks))
         if not tasks:
             return
         if client == "serial":
             for task in tasks:
-                yield run_replicate(task, rule)
+                yield run(task, rule)
                 bar.advance(job)
             return
         from dask.distributed import Client, LocalCluster, as_completed
@@ -553,7 +555,7 @@ def _execute(tasks: list[Task], rule: Rule, client: Any, workers: int, progress:
             client = own = Client(client)
         try:
             rule_future = client.scatter(rule, broadcast=True)
-            futures = [client.submit(run_replicate, t, rule_future, pure=False) for t in tasks]
+            futures = [client.submit(run, t, rule_future, pure=False) for t in tasks]
             for future in as_completed(futures):
                 yield future.result()
                 bar.advance(job)
