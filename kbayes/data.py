@@ -37,6 +37,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("kbayes")
 
 TABLES = ("participants", "sessions", "mrs")
+#: File suffixes read as tables (case-insensitive): Parquet, tab-separated, else CSV.
+PARQUET, TSV = {".parquet", ".pq"}, {".tsv", ".tab"}
+SUFFIXES = (".csv", *sorted(TSV), *sorted(PARQUET))
 EXCLUSION_COLUMNS = ["table", "participant", "period", "block", "action", "reason"]
 
 
@@ -99,10 +102,10 @@ def _read_table(name: str, path: str | Path, columns: dict[str, str]) -> pd.Data
         raise DataError(f"table {name!r}: file {str(path)!r} does not exist")
     id_sources = [src for src, dst in columns.items() if dst == "participant"] + ["participant"]
     try:
-        if path.suffix.lower() in {".parquet", ".pq"}:
+        if path.suffix.lower() in PARQUET:
             df = pd.read_parquet(path)
         else:
-            sep = "\t" if path.suffix.lower() in {".tsv", ".tab"} else ","
+            sep = "\t" if path.suffix.lower() in TSV else ","
             df = pd.read_csv(path, sep=sep, dtype={c: str for c in id_sources})
     except pd.errors.EmptyDataError:
         raise DataError(f"table {name!r}: file {str(path)!r} is empty (no header row)") from None
@@ -203,15 +206,18 @@ class TrialData:
 
     @classmethod
     def from_folder(cls, folder: str | Path, **kwargs: Any) -> TrialData:
-        """Read ``participants``, ``sessions`` and ``mrs`` (.csv/.tsv/.parquet) from a folder."""
+        """Read ``participants``, ``sessions`` and ``mrs`` from a folder (one file each, named
+        ``participants.csv`` etc., with a suffix from :data:`SUFFIXES`, in any case)."""
         folder = Path(folder)
         paths = {}
         for name in TABLES:
-            found = sorted(
-                p for p in folder.glob(f"{name}.*") if p.suffix in {".csv", ".tsv", ".parquet"}
-            )
-            if not found:
-                raise DataError(f"table {name!r}: no {name}.csv/.tsv/.parquet in {str(folder)!r}")
+            found = sorted(p for p in folder.glob(f"{name}.*") if p.suffix.lower() in SUFFIXES)
+            if len(found) != 1:
+                names = ", ".join(repr(p.name) for p in found)
+                raise DataError(
+                    f"table {name!r}: expected one {name} file ({'/'.join(SUFFIXES)}) in "
+                    f"{str(folder)!r}, found {names or 'none'}"
+                )
             paths[name] = found[0]
         return cls.from_files(**paths, **kwargs)
 

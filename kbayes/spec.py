@@ -313,6 +313,12 @@ def parse_spec(source: dict, origin: str = "<dict>") -> ModelSpec:
         prior = _prior(key, table, errors)
         if prior is not None:
             priors[key] = prior
+    cut = priors.get("cutpoints")
+    if cut is not None and (cut.distribution != "Normal" or set(cut.parameters) != {"mu", "sigma"}):
+        errors.append(
+            "priors.cutpoints: must be a Normal with mu (one per cutpoint) and sigma; "
+            "the model orders them with an ordered transform"
+        )
     needed = {p for lv in levels if lv in LEVEL_PARAMETERS for p in LEVEL_PARAMETERS[lv]}
     needed |= {TERMS[lv][t] for lv, ts in terms.items() for t in ts if t in TERMS[lv]}
     if "improvement" in levels and source.get("likelihood", "student_t") == "student_t":

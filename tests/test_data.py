@@ -56,6 +56,16 @@ def test_tsv_and_leading_zero_ids(make_tables, tmp_path):
     assert data.participants["participant"].tolist() == ["01", "02", "03", "04"]
 
 
+def test_folder_suffixes_as_from_files_and_ambiguity_refused(tables, data, tmp_path):
+    tables["participants"].to_parquet(tmp_path / "participants.pq", index=False)
+    tables["sessions"].to_csv(tmp_path / "sessions.TAB", sep="\t", index=False)
+    tables["mrs"].to_csv(tmp_path / "mrs.CSV", index=False)
+    assert_same(TrialData.from_folder(tmp_path), data)
+    tables["mrs"].to_parquet(tmp_path / "mrs.parquet", index=False)
+    with pytest.raises(DataError, match=r"table 'mrs': expected one mrs file .* found 'mrs.CSV', "):
+        TrialData.from_folder(tmp_path)
+
+
 def test_column_mapping(tables, data, tmp_path):
     for name, df in tables.items():
         df.rename(columns={"participant": "subject"}).to_csv(tmp_path / f"{name}.csv", index=False)

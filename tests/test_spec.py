@@ -154,6 +154,22 @@ def test_bad_prior_is_named(prior, pattern):
     assert "priors.beta_N: missing" not in str(err.value), "a bad prior is not a missing one"
 
 
+@pytest.mark.parametrize(
+    "cutpoints",
+    [
+        {"distribution": "StudentT", "nu": 4, "mu": [0.0] * 6, "sigma": 1.5},
+        {"distribution": "Normal", "mu": [0.0] * 6, "tau": 0.4},
+    ],
+    ids=["other-distribution", "precision-not-sigma"],
+)
+def test_cutpoint_prior_the_model_cannot_honour_is_refused(cutpoints):
+    """The item model builds ordered Normal cutpoints: anything else would be ignored."""
+    src = builtin_source("madrs_items")
+    src["priors"]["cutpoints"] = {**cutpoints, "dims": ["cutpoint"]}
+    with pytest.raises(kb.SpecError, match=r"priors\.cutpoints: must be a Normal"):
+        parse_spec(src)
+
+
 @pytest.mark.parametrize("dims", [["participants"], "participant", ["participant", 1]])
 def test_prior_with_unknown_dims_is_named(dims):
     """A dim typo is caught when the spec is read, not as a KeyError when the model is built."""
