@@ -8,7 +8,7 @@ from kbayes.compare import compare
 from kbayes.config import TrialConfig
 from kbayes.data import TrialData
 from kbayes.diagnostics import Problem, Verdict, check
-from kbayes.errors import DataError, SpecError
+from kbayes.errors import ConfigError, DataError, SpecError
 from kbayes.estimands import estimands
 from kbayes.fit import fit
 from kbayes.meta import MetaAnalysis, meta_analysis
@@ -41,6 +41,7 @@ __version__ = version("kbayes")
 
 __all__ = [
     "Calibration",
+    "ConfigError",
     "DataError",
     "Design",
     "GoNoGo",

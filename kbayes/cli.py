@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 if TYPE_CHECKING:
     import kbayes as kb
@@ -38,7 +39,7 @@ def _friendly(func):
                 raise
             message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
             Console(stderr=True).print(
-                f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True
+                f"[bold red]error:[/] {escape(str(message))}", highlight=False, soft_wrap=True
             )
             raise typer.Exit(1) from None
 
@@ -158,17 +159,19 @@ def simulate(
 ) -> None:
     """Simulate a trial (defaults shaped like Jelen et al. 2025) and write its tables."""
     import kbayes as kb
+    from kbayes.simulate import from_table
 
     spec = tomllib.loads(design.read_text()) if design else {}
     unknown = set(spec) - {"design", "truth"}
     if unknown:
-        raise ValueError(
+        raise kb.ConfigError(
             f"{design}: unknown tables {sorted(unknown)}; expected [design] and [truth]"
         )
-    design_table = spec.get("design", {})
-    if "block_times" in design_table:
-        design_table["block_times"] = tuple(design_table["block_times"])
-    data = kb.simulate(kb.Design(**design_table), kb.Truth(**spec.get("truth", {})), seed=seed)
+    data = kb.simulate(
+        from_table(kb.Design, spec.get("design", {}), f"{design} [design]"),
+        from_table(kb.Truth, spec.get("truth", {}), f"{design} [truth]"),
+        seed=seed,
+    )
     data.to_files(out)
     console.print(data.summary())
     console.print(f"Tables written to [bold]{out}[/]")

@@ -209,6 +209,8 @@ class TrialData:
         """Read ``participants``, ``sessions`` and ``mrs`` from a folder (one file each, named
         ``participants.csv`` etc., with a suffix from :data:`SUFFIXES`, in any case)."""
         folder = Path(folder)
+        if not folder.is_dir():
+            raise DataError(f"data folder {str(folder)!r} does not exist or is not a folder")
         paths = {}
         for name in TABLES:
             found = sorted(p for p in folder.glob(f"{name}.*") if p.suffix.lower() in SUFFIXES)

@@ -1,4 +1,4 @@
-"""Exceptions raised by kbayes. Both are ``ValueError`` so generic handlers still work."""
+"""Exceptions raised by kbayes. All are ``ValueError`` so generic handlers still work."""
 
 
 class DataError(ValueError):
@@ -7,3 +7,7 @@ class DataError(ValueError):
 
 class SpecError(ValueError):
     """Bad model specification: the message names the offending key(s)."""
+
+
+class ConfigError(ValueError):
+    """Bad settings (a design, truth or power-study file): the message names the key."""

@@ -38,8 +38,9 @@ import pandas as pd
 
 from kbayes.build import ModelInputs, model_inputs, tables_to_inputs
 from kbayes.data import TrialData, infusion_profile
+from kbayes.errors import ConfigError
 from kbayes.rules import Rule, as_rule
-from kbayes.simulate import Design, Truth, _draw
+from kbayes.simulate import Design, Truth, _draw, from_table
 from kbayes.spec import ModelSpec, load_spec, parse_spec
 
 ENGINES = ("nutpie", "laplace")
@@ -691,14 +692,14 @@ def run_file(
              "chains", "design", "grid", "truth", "rule"}  # fmt: skip
     unknown = sorted(set(conf) - known)
     if unknown:
-        raise ValueError(f"{path}: unknown keys {unknown} (known: {', '.join(sorted(known))})")
+        raise ConfigError(f"{path}: unknown keys {unknown} (known: {', '.join(sorted(known))})")
     if "rule" not in conf:
-        raise ValueError(f"{path}: a [rule] table with expr (or go and nogo) is needed")
+        raise ConfigError(f"{path}: a [rule] table with expr (or go and nogo) is needed")
     truth_table = dict(conf.get("truth", {}))
     priors = {k: Prior(t.pop("distribution"), **t) for k, t in truth_table.pop("prior", {}).items()}
-    base = Truth(**truth_table)
+    base = from_table(Truth, truth_table, f"{path} [truth]")
     truth = PriorTruth(priors, base) if priors else base
-    design = Design(**conf.get("design", {}))
+    design = from_table(Design, conf.get("design", {}), f"{path} [design]")
     grid = dict(conf.get("grid", {}))
     out = Path(out) if out else path.with_name(f"{path.stem}_power")
     out.mkdir(parents=True, exist_ok=True)

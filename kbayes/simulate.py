@@ -25,6 +25,7 @@ clipped to 0..score_max, and the day-1 score is ``round(B - imp)`` clipped the s
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib.resources import as_file, files
 from pathlib import Path
@@ -35,6 +36,7 @@ import pandas as pd
 
 from kbayes.config import TrialConfig
 from kbayes.data import TABLES, TrialData, infusion_profile
+from kbayes.errors import ConfigError
 
 #: Centring and scaling constants of the model (same values as the ``joint`` spec).
 DELTA_CENTER = 0.05  # ratio units: a typical ketamine-evoked rise
@@ -240,6 +242,19 @@ class SimulatedTruth:
 
 #: Design of the bundled example: the defaults, with item scores.
 EXAMPLE_DESIGN = Design(items=True)
+
+
+def from_table[T](cls: type[T], table: Mapping[str, Any], where: str) -> T:
+    """``cls(**table)`` for :class:`Design` or :class:`Truth` read from a settings file.
+
+    Unknown keys raise a :class:`~kbayes.errors.ConfigError` naming them (``where`` says
+    which file and table); lists become tuples (TOML has no tuples).
+    """
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(table) - known)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown} (known: {', '.join(sorted(known))})")
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in table.items()})
 
 
 def split_items(

@@ -81,12 +81,13 @@ def test_power_writes_table_and_figure(tmp_path):
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
-        (("fit", "/no/such/folder"), "no participants"),
+        (("fit", "/no/such/folder"), "data folder '/no/such/folder' does not exist"),
         (("fit", "{sim}", "--model", "nonsense"), "unknown model 'nonsense'"),
         (("check", "/no/such/result.nc"), "does not exist"),
         (("check", "{corrupt}"), "not a kbayes result"),
         (("reanalyse", "nostudy"), "nostudy"),
         (("simulate", "--design", "{baddesign}"), "unknown tables"),
+        (("simulate", "--design", "{typo}"), "[design]: unknown key(s) ['nn']"),
     ],
 )
 def test_bad_input_is_one_line_error(args, needle, sim_dir, tmp_path):
@@ -94,7 +95,10 @@ def test_bad_input_is_one_line_error(args, needle, sim_dir, tmp_path):
     corrupt.write_bytes(b"this is not netCDF")
     baddesign = tmp_path / "bad.toml"
     baddesign.write_text("[desgin]\nn = 10\n")
-    filled = [a.format(sim=sim_dir, corrupt=corrupt, baddesign=baddesign) for a in args]
+    typo = tmp_path / "typo.toml"
+    typo.write_text("[design]\nnn = 10\n")
+    paths = {"sim": sim_dir, "corrupt": corrupt, "baddesign": baddesign, "typo": typo}
+    filled = [a.format(**paths) for a in args]
     result = invoke(*filled)
     assert result.exit_code == 1
     assert "Traceback" not in result.output

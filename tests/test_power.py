@@ -292,3 +292,20 @@ def test_nuts_false_positive_rate_and_power_rise():
                  **kwargs)  # fmt: skip
     a, b = effect.attrs["replicates"], fast.attrs["replicates"]
     assert (a["outcome"].to_numpy() == b["outcome"].to_numpy()).mean() >= 0.9
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("replicate = 8\n[rule]\nexpr = 'x'", "unknown keys ['replicate']"),
+        ("[design]\nn = 10", "a [rule] table"),
+        ("[design]\ndropuot = 0.1\n[rule]\nexpr = 'x'", "[design]: unknown key(s) ['dropuot']"),
+        ("[truth]\ngamma_n = -3\n[rule]\nexpr = 'x'", "[truth]: unknown key(s) ['gamma_n']"),
+    ],
+)
+def test_run_file_names_a_bad_key(tmp_path, text, needle):
+    path = tmp_path / "design.toml"
+    path.write_text(text)
+    with pytest.raises(kb.ConfigError) as err:
+        run_file(path, serial=True, progress=False)
+    assert needle in str(err.value) and str(path) in str(err.value)
