@@ -76,8 +76,13 @@ def sample(
     target_accept: float = 0.9,
     progress: bool = True,
     cores: int | None = None,
+    save_warmup: bool = True,
 ) -> tuple[xr.DataTree, pm.Model]:
-    """Sample the posterior of ``spec`` on ``inputs``; returns the DataTree and the model."""
+    """Sample the posterior of ``spec`` on ``inputs``; returns the DataTree and the model.
+
+    ``save_warmup=False`` leaves out the tuning draws (groups ``warmup_*``), which power and
+    calibration replicates never read.
+    """
     if sampler not in SAMPLERS:
         raise ValueError(f"sampler must be one of {SAMPLERS}, not {sampler!r}")
     entry = compiled_model(spec, inputs)
@@ -95,6 +100,7 @@ def sample(
             target_accept=target_accept,
             progress_bar=progress,
             cores=cores or chains,
+            save_warmup=save_warmup,
         )
         pm.backends.arviz.patch_nutpie_idata(idata, entry.model, time.perf_counter() - start)
     else:
@@ -108,6 +114,7 @@ def sample(
             nuts_sampler="pymc",
             progressbar=progress,
             cores=cores or chains,
+            discard_tuned_samples=not save_warmup,
             compute_convergence_checks=False,
         )
     idata.posterior.attrs["sampling_seconds"] = time.perf_counter() - start

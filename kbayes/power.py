@@ -328,7 +328,7 @@ def _nuts(spec, inputs, seed, settings, used: tuple[str, ...]) -> tuple[dict, di
     from kbayes.fit import sample
 
     dt, model = sample(spec, inputs, seed=int(seed.generate_state(1)[0] >> 1), progress=False,
-                       cores=1, **settings)  # fmt: skip
+                       cores=1, save_warmup=False, **settings)  # fmt: skip
     post = dt.posterior.to_dataset()
     values = spec.estimand_values({v: post[v] for v in post.data_vars})
     checked = xr.Dataset({rv.name: post[rv.name] for rv in model.free_RVs if rv.ndim == 0})
