@@ -1,11 +1,18 @@
 r"""Random-effects meta-analysis of published effects, and its predictive distribution.
 
 .. math::
-    y_k \sim N(\theta_k, \mathrm{se}_k), \quad \theta_k = \mu + \tau z_k, \quad
-    z_k \sim N(0, 1), \quad \theta_\mathrm{new} = \mu + \tau z_\mathrm{new}
+    y_k \sim N(\theta_k, \mathrm{se}_k), \quad \theta_k \sim N(\mu, \tau), \quad
+    \theta_\mathrm{new} = \mu + \tau z_\mathrm{new}, \quad z_\mathrm{new} \sim N(0, 1)
 
-with :math:`\mu \sim N(0, s_\mu)` and :math:`\tau \sim` half-normal or half-t (non-centred,
-dims ``"study"``). The predictive distribution of :math:`\theta_\mathrm{new}`, the effect
+with :math:`\mu \sim N(0, s_\mu)` and :math:`\tau \sim` half-normal or half-t (dims
+``"study"``). The sampler sees the study effects integrated out,
+:math:`y_k \sim N(\mu, \sqrt{\mathrm{se}_k^2 + \tau^2})`: with few studies the usual
+non-centred form still has a ridge (:math:`\mu + \tau z_k` fixed by one estimate) that
+diverges. :math:`\theta_k` is then drawn from its exact conditional posterior,
+:math:`N(\mu + w_k (y_k - \mu), \sqrt{w_k}\,\mathrm{se}_k)`,
+:math:`w_k = \tau^2 / (\tau^2 + \mathrm{se}_k^2)`, through a standard normal :math:`z_k` that
+the likelihood does not touch, so the posterior of every quantity is the same as the
+non-marginalised model's. The predictive distribution of :math:`\theta_\mathrm{new}`, the effect
 in a new trial, is the design prior for assurance: :meth:`MetaAnalysis.predictive_draws`.
 
 Only like-for-like results may be pooled: the same contrast, outcome and scale. Scale and
@@ -24,6 +31,7 @@ heterogeneity parameter in Bayesian random-effects meta-analysis. Res Synth Meth
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -34,7 +42,10 @@ import pandas as pd
 import pymc as pm
 import xarray as xr
 
+from kbayes.diagnostics import Verdict, check
 from kbayes.published.convert import Likelihood, from_registry
+
+log = logging.getLogger("kbayes")
 
 Item = Likelihood | tuple[str, str]
 
@@ -54,12 +65,16 @@ class MetaAnalysis:
         The common scale of the pooled effects.
     priors : str
         The priors used, in words.
+    verdict : Verdict
+        The sampling check (:func:`kbayes.check`) of ``dt``; a warning is logged when it is
+        not ok, and :meth:`predictive_draws` refuses a failed fit.
     """
 
     dt: xr.DataTree
     studies: tuple[str, ...]
     scale: str
     priors: str
+    verdict: Verdict
 
     def _draws(self, name: str) -> np.ndarray:
         return self.dt.posterior[name].values.reshape(-1)
@@ -101,7 +116,17 @@ class MetaAnalysis:
         -------
         numpy.ndarray
             Shape ``(n,)``, on :attr:`scale`.
+
+        Raises
+        ------
+        ValueError
+            If the fit failed its sampling check: its draws are no design prior.
         """
+        if self.verdict.status == "fail":
+            raise ValueError(
+                f"the meta-analysis fit failed its sampling check ({self.verdict.headline()}); "
+                "refit with more tuning, a higher target_accept or an informative tau prior"
+            )
         rng = np.random.default_rng(seed)
         mu, tau = self.mu, self.tau
         pick = rng.integers(0, mu.size, size=n)
@@ -131,7 +156,8 @@ def build_meta_model(
     tau_prior: Literal["halfnormal", "halft"] = "halfnormal",
     nu: float = 3.0,
 ) -> pm.Model:
-    """The non-centred random-effects model (nothing is sampled here)."""
+    """The random-effects model with the study effects integrated out of the likelihood and
+    drawn from their conditional posterior (module docstring); nothing is sampled here."""
     with pm.Model(coords={"study": list(studies)}) as model:
         mu = pm.Normal("mu", mu=0.0, sigma=mu_sd)
         if tau_prior == "halfnormal":
@@ -140,11 +166,11 @@ def build_meta_model(
             tau = pm.HalfStudentT("tau", nu=nu, sigma=tau_scale)
         else:
             raise ValueError(f"tau_prior must be 'halfnormal' or 'halft', got {tau_prior!r}")
+        y, se = np.asarray(estimates, float), np.asarray(ses, float)
+        pm.Normal("y", mu=mu, sigma=pm.math.sqrt(se**2 + tau**2), observed=y, dims="study")
+        w = tau**2 / (tau**2 + se**2)  # shrinkage weight of each study's own estimate
         z = pm.Normal("z", mu=0.0, sigma=1.0, dims="study")
-        theta = pm.Deterministic("theta", mu + tau * z, dims="study")
-        pm.Normal(
-            "y", mu=theta, sigma=np.asarray(ses), observed=np.asarray(estimates), dims="study"
-        )
+        pm.Deterministic("theta", mu + w * (y - mu) + pm.math.sqrt(w) * se * z, dims="study")
         z_new = pm.Normal("z_new", mu=0.0, sigma=1.0)
         pm.Deterministic("theta_new", mu + tau * z_new)
     return model
@@ -160,6 +186,7 @@ def meta_analysis(
     draws: int = 1000,
     tune: int = 1000,
     chains: int = 4,
+    target_accept: float = 0.95,
     seed: int | np.random.Generator | None = None,
 ) -> MetaAnalysis:
     """Random-effects meta-analysis over results on one common scale.
@@ -183,6 +210,9 @@ def meta_analysis(
         enough that the data dominate mu.
     draws, tune, chains : int
         NUTS settings (sampled by nutpie).
+    target_accept : float, default 0.95
+        Target acceptance of NUTS. With few studies tau's posterior has a funnel towards 0
+        and divergences are common; raise it (0.99) if the check reports some.
     seed : int or numpy.random.Generator, optional
         Seed for the sampler; the same seed gives the same draws.
 
@@ -220,10 +250,13 @@ def meta_analysis(
     with model:
         dt = pm.sample(
             draws=draws, tune=tune, chains=chains, nuts_sampler="nutpie",
-            random_seed=seed, progressbar=False,
+            target_accept=target_accept, random_seed=seed, progressbar=False,
         )  # fmt: skip
     nu_text = "" if tau_prior == "halfnormal" else f"nu={nu:g}, "
     family = "HalfNormal" if tau_prior == "halfnormal" else "HalfStudentT"
     priors = f"mu ~ Normal(0, {mu_sd:.4g}); tau ~ {family}({nu_text}sigma={tau_scale:.4g})"
     dt.attrs["kbayes_meta_priors"] = priors
-    return MetaAnalysis(dt=dt, studies=tuple(labels), scale=liks[0].scale, priors=priors)
+    verdict = check(dt)
+    if verdict.status != "ok":
+        log.warning("meta-analysis: %s", verdict.headline())
+    return MetaAnalysis(dt, tuple(labels), liks[0].scale, priors, verdict)

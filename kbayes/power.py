@@ -483,7 +483,8 @@ def power(
         also ``p_nogo``, ``p_inconclusive`` and their SEs; for ``target`` the mean true
         value, ``mean_estimate`` (posterior means), ``bias``, ``rmse``, ``ci_width`` and
         ``coverage`` of the spec's ``ci_prob`` equal-tailed interval. ``attrs`` hold the
-        rule, spec, engine and the per-replicate table (``attrs["replicates"]``).
+        rule, spec, engine and every replicate's record with its design point's varied
+        fields (``pd.DataFrame(table.attrs["replicates"])``).
     """
     spec, rule = load_spec(model), as_rule(rule)
     rule.check(spec)
@@ -523,10 +524,11 @@ def power(
         records[(record["point"], record["rep"])] = record
         if folder:
             _write(folder / record["point"] / f"r{record['rep']:06d}.json", record)
-    reps = pd.DataFrame([records[(k, r)] for _, k in keys for r in range(replicates)])
-    table = summarise(reps, keys, rule, target)
+    rows = [fields | records[(k, r)] for fields, k in keys for r in range(replicates)]
+    table = summarise(pd.DataFrame(rows), keys, rule, target)
+    # records, not a DataFrame: pandas compares attrs when tables are concatenated or merged
     table.attrs = {"rule": rule.text, "spec": spec.name, "engine": engine, "target": target,
-                   "replicates": reps}  # fmt: skip
+                   "replicates": rows}  # fmt: skip
     return table
 
 
@@ -600,8 +602,11 @@ def summarise(reps: pd.DataFrame, keys: list, rule: Rule, target: str) -> pd.Dat
     return pd.DataFrame(rows)
 
 
-def plot_power(table: pd.DataFrame, x: str = "n", ax: Any = None):
+def plot_power(table: pd.DataFrame, x: str = "n", ax: Any = None, label: str | None = None):
     """Power against ``x`` with +-2 Monte-Carlo SE bands, one line per other grid setting.
+
+    ``label`` names this table's lines in the legend (e.g. the engine, when several tables
+    are drawn on one ``ax``); the legend appears when more than one line is labelled.
 
     Returns
     -------
@@ -621,14 +626,15 @@ def plot_power(table: pd.DataFrame, x: str = "n", ax: Any = None):
     for values, g in groups:
         g = g.sort_values(x)
         values = values if isinstance(values, tuple) else (values,)
-        label = ", ".join(f"{c}={v}" for c, v in zip(others, values, strict=True)) or None
-        line = ax.plot(g[x], g["power"], marker="o", label=label)[0]
+        setting = ", ".join(f"{c}={v}" for c, v in zip(others, values, strict=True))
+        name = ": ".join(t for t in (label, setting) if t) or None
+        line = ax.plot(g[x], g["power"], marker="o", label=name)[0]
         lo, hi = g["power"] - 2 * g["power_se"], g["power"] + 2 * g["power_se"]
         ax.fill_between(g[x], lo.clip(0), hi.clip(upper=1), color=line.get_color(), alpha=0.2, lw=0)
     ax.set(xlabel=x, ylabel="power (share of replicates: go)", ylim=(0, 1.02))
     rule = table.attrs.get("rule")
     ax.set_title(rule if rule and len(rule) < 70 else "power, band: +-2 MC SE", fontsize=9)
-    if len(ax.lines) > 1:
+    if sum(not ln.get_label().startswith("_") for ln in ax.lines) > 1:
         ax.legend(fontsize=8)
     return fig
 

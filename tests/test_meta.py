@@ -39,7 +39,7 @@ def dersimonian_laird(y, se):
     return np.sum(ws * y) / ws.sum(), np.sqrt(tau2)
 
 
-def test_model_is_noncentred_with_study_dims():
+def test_model_structure_with_study_dims():
     """Free variables are mu, tau, z (dims study), z_new; theta is deterministic."""
     model = build_meta_model([0.1, 0.2], [0.1, 0.1], ["a", "b"], mu_sd=1.0, tau_scale=0.5)
     assert {v.name for v in model.free_RVs} == {"mu", "tau", "z", "z_new"}
@@ -93,3 +93,42 @@ def test_fit_is_reproducible(fitted, studies):
     again = meta_analysis(studies, draws=500, tune=500, chains=2, seed=3)
     assert np.array_equal(fitted.mu, again.mu)
     assert fitted.studies == tuple(f"sim{i}" for i in range(K))
+
+
+def test_a_fit_failing_its_check_gives_no_design_prior(fitted):
+    """One study leaves tau a funnel; short tuning at a low target_accept diverges."""
+    assert fitted.verdict.status != "fail"
+    one = [from_estimate(0.4, 0.2, scale="d", source="only")]
+    bad = meta_analysis(one, draws=300, tune=30, chains=2, target_accept=0.6, seed=2025)
+    assert bad.verdict.status == "fail"
+    with pytest.raises(ValueError, match="failed its sampling check"):
+        bad.predictive_draws(100, seed=1)
+
+
+def test_posterior_matches_grid_integration(fitted, studies):
+    """mu, tau and a study's theta against quadrature over (mu, tau) of the same model, with
+    theta_k | mu, tau, y normal: the sampled posterior is the model's, shrinkage included."""
+    y = np.array([s.estimate for s in studies])
+    se = np.array([s.se for s in studies])
+    tau_scale, mu_sd = np.sqrt(np.mean(se**2)), 10 * se.max()
+    mu, tau = np.meshgrid(np.linspace(-0.5, 1.5, 801), np.linspace(1e-4, 1.2, 800))
+    total = se[:, None, None] ** 2 + tau**2
+    loglik = -0.5 * (np.log(total) + (y[:, None, None] - mu) ** 2 / total).sum(0)
+    logpost = loglik - 0.5 * (mu / mu_sd) ** 2 - 0.5 * (tau / tau_scale) ** 2
+    p = np.exp(logpost - logpost.max())
+    p /= p.sum()
+    w0 = tau**2 / (tau**2 + se[0] ** 2)
+    exact = {
+        "mu": (p * mu).sum(),
+        "tau": (p * tau).sum(),
+        "theta": (p * (mu + w0 * (y[0] - mu))).sum(),
+    }
+    post = fitted.dt.posterior
+    draws = {
+        "mu": fitted.mu,
+        "tau": fitted.tau,
+        "theta": post["theta"].isel(study=0).values.ravel(),
+    }
+    for name, x in draws.items():
+        mcse = x.std() / np.sqrt(200)  # a conservative ESS for 2 x 500 draws
+        assert abs(x.mean() - exact[name]) < 4 * mcse, (name, x.mean(), exact[name])

@@ -118,8 +118,11 @@ def test_table_columns_and_replicates(null_and_effect):
     expected = {"n", "replicates", "n_ok", "n_problem", "power", "power_se", "power_all",
                 "true_value", "mean_estimate", "bias", "rmse", "ci_width", "coverage"}  # fmt: skip
     assert expected == set(effect.columns)
-    reps = effect.attrs["replicates"]
+    reps = pd.DataFrame(effect.attrs["replicates"])
     assert len(reps) == 300 and reps["outcome"].isin(["go", "no-go"]).all()
+    go = reps.assign(go=reps["outcome"] == "go").groupby("n")["go"].mean()  # records know n
+    np.testing.assert_allclose(go.to_numpy(), effect.set_index("n")["power_all"].to_numpy())
+    assert len(pd.concat([effect, effect])) == 2 * len(effect)  # attrs do not block concat
     assert effect.attrs["rule"] == RULE and effect.attrs["target"] == "ntx_imp_direct"
 
 
@@ -158,7 +161,7 @@ def test_nuts_compiles_once_and_counts_problem_replicates():
     before = compile_count["nutpie"]
     table = power(kb.Design(), kb.Truth(), RULE, replicates=3, **kwargs)
     assert compile_count["nutpie"] - before <= 1
-    reps = table.attrs["replicates"]
+    reps = pd.DataFrame(table.attrs["replicates"])
     assert (reps["max_rhat"] < 1.1).all() and (reps["divergences"] >= 0).all()
     assert table["n_ok"].iloc[0] + table["n_problem"].iloc[0] == 3
     short = power(kb.Design(), kb.Truth(), RULE, replicates=2, draws=20, tune=20, **kwargs)
@@ -175,7 +178,7 @@ def test_a_failed_fit_is_a_counted_problem(monkeypatch):
     monkeypatch.setattr(kp, "_laplace", broken)
     table = power(kb.Design(), kb.Truth(), RULE, n=[12], replicates=3, seed=1, **FAST)
     assert table["n_problem"].iloc[0] == 3 and np.isnan(table["power"].iloc[0])
-    assert set(table.attrs["replicates"]["message"]) == {"FloatingPointError: no mode"}
+    assert {r["message"] for r in table.attrs["replicates"]} == {"FloatingPointError: no mode"}
 
 
 _KILLED_RUN = """
@@ -241,7 +244,7 @@ def test_assurance_with_a_prior_truth():
 
     prior = {"gamma_N": Prior("Normal", mu=-2.6, sigma=2.0)}
     table = power(kb.Design(), prior, RULE, n=[12], replicates=30, seed=6, **FAST)
-    truths = [t["ntx_imp_direct"] for t in table.attrs["replicates"]["truth"]]
+    truths = [r["truth"]["ntx_imp_direct"] for r in table.attrs["replicates"]]
     assert len(set(truths)) == 30
 
 
@@ -251,6 +254,11 @@ def test_plot_power_draws_lines_and_bands(null_and_effect):
     ax = fig.axes[0]
     assert len(ax.lines) == 1 and len(ax.collections) == 1
     np.testing.assert_array_equal(ax.lines[0].get_xdata(), [12, 40])
+    assert ax.get_legend() is None  # one unlabelled line: no legend (and no warning)
+    plot_power(effect, ax=ax, label="again")
+    assert ax.get_legend() is None  # still one labelled line
+    plot_power(effect, ax=ax, label="third")
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["again", "third"]
 
 
 def test_run_file_writes_table_and_figure(tmp_path):
@@ -290,7 +298,7 @@ def test_nuts_false_positive_rate_and_power_rise():
     assert effect["power"].iloc[1] > effect["power"].iloc[0]
     fast = power(kb.Design(), kb.Truth(), RULE, n=[12, 40], replicates=200, engine="laplace",
                  **kwargs)  # fmt: skip
-    a, b = effect.attrs["replicates"], fast.attrs["replicates"]
+    a, b = (pd.DataFrame(t.attrs["replicates"]) for t in (effect, fast))
     assert (a["outcome"].to_numpy() == b["outcome"].to_numpy()).mean() >= 0.9
 
 
