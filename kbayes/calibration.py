@@ -60,6 +60,13 @@ THIN = 100
 SMALL_DIMS = ("cutpoint", "item")
 #: Family-wise level of the uniformity flags (Bonferroni over a spec's quantities).
 ALPHA = 0.05
+#: Most forward draws tried for one prior draw with ordered cutpoints (about 10 are needed).
+MAX_REDRAWS = 10_000
+#: Version of the prior-draw procedure, part of the store key (2: ordered cutpoints).
+FORWARD_VERSION = 2
+#: Columns of the per-simulation table.
+SIM_COLUMNS = ("sim", "divergences", "max_rhat", "worst_rhat", "min_ess", "worst_ess", "problem",
+               "message", "seconds")  # fmt: skip
 #: Observed variable -> the ``pm.Data`` holding its values (names of kbayes.build).
 OBSERVED = {"glx": "glx_observed", "improvement": "improvement_observed", "items": "item_score"}
 _PROBS = tuple(p for lv in LEVELS for p in ((1 - lv) / 2, (1 + lv) / 2))
@@ -124,6 +131,7 @@ def prior_predictive(
     Returns the drawn parameters (name -> value) and ``inputs`` with the observed arrays
     (``glx_observed``, ``improvement_observed``, ``item_score``) replaced by the drawn data;
     covariates, including the reported measurement SDs ``glx_se``, stay the design's.
+    Variables with an ordered transform are redrawn until ordered (:func:`_ordered`).
     """
     from pymc.pytensorf import reseed_rngs
 
@@ -131,13 +139,33 @@ def prior_predictive(
 
     fn, rngs, names = _forward(spec, inputs)
     reseed_rngs(rngs, seed.generate_state(4).tolist())
-    values = dict(zip(names, fn(), strict=True))
     model = compiled_model(spec, inputs).model
+    ordered = _ordered(model)
+    for _ in range(MAX_REDRAWS):
+        values = dict(zip(names, fn(), strict=True))
+        if all((np.diff(values[v], axis=-1) > 0).all() for v in ordered):
+            break
+    else:
+        raise RuntimeError(f"no prior draw with ordered {ordered} in {MAX_REDRAWS} tries")
     data = dict(inputs.data)
     for rv in model.observed_RVs:
         target = OBSERVED[rv.name]
         data[target] = np.asarray(values.pop(rv.name)).astype(inputs.data[target].dtype)
     return values, ModelInputs(coords=inputs.coords, data=data)
+
+
+def _ordered(model) -> list[str]:
+    """Free variables with an ordered transform (the item model's cutpoints).
+
+    PyMC's forward sampling ignores transforms: it draws the Normal cutpoints unordered
+    (89 % of draws of ``madrs_items``), while the model's density is that Normal restricted
+    to ordered vectors. Redrawing until ordered samples exactly the restricted prior.
+    """
+    import pymc as pm
+
+    kind = type(pm.distributions.transforms.ordered)
+    return [rv.name for rv in model.free_RVs
+            if isinstance(model.rvs_to_transforms.get(rv), kind)]  # fmt: skip
 
 
 # --- one simulation (runs on a worker) -------------------------------------------------
@@ -223,8 +251,9 @@ def run_simulation(task: SimTask, setup: Setup) -> dict:
             draws[name], true[name] = est_draws[name], float(est_true[name])
         ds = xr.Dataset({k: v.transpose("chain", "draw") for k, v in draws.items()})
         rhat, ess = azs.rhat(ds), azs.ess(ds)
-        max_rhat = max(float(rhat[v]) for v in ds.data_vars)
-        min_ess = min(float(ess[v]) for v in ds.data_vars)
+        worst_rhat = max(ds.data_vars, key=lambda v: float(rhat[v]))
+        worst_ess = min(ds.data_vars, key=lambda v: float(ess[v]))
+        max_rhat, min_ess = float(rhat[worst_rhat]), float(ess[worst_ess])
         u = np.random.default_rng(_child(task.seed, 2)).uniform(size=len(draws))
         quantities = {
             name: quantity_summary(true[name], ds[name].values, setup.thin, u[k])
@@ -233,6 +262,7 @@ def run_simulation(task: SimTask, setup: Setup) -> dict:
         }
         problem = divergences > 0 or not max_rhat <= RHAT_MAX or not min_ess >= ESS_MIN
         diag = {"divergences": divergences, "max_rhat": max_rhat, "min_ess": min_ess,
+                "worst_rhat": worst_rhat, "worst_ess": worst_ess,
                 "problem": bool(problem), "message": ""}  # fmt: skip
     except Exception as exc:  # a failed simulation is a problem, counted with its message
         quantities = {}
@@ -348,8 +378,9 @@ class Calibration:
     spec : str
         The spec's name.
     sims : pandas.DataFrame
-        One row per simulation: ``divergences``, ``max_rhat``, ``min_ess``, ``problem``,
-        ``message`` (why a fit failed), ``seconds``.
+        One row per simulation: ``divergences``, ``max_rhat`` and ``min_ess`` (bulk) with the
+        quantities they come from (``worst_rhat``, ``worst_ess``), ``problem``, ``message``
+        (why a fit failed), ``seconds``.
     ranks : pandas.DataFrame
         One row per simulation and quantity (:func:`rank_table`).
     uniformity : pandas.DataFrame
@@ -422,7 +453,7 @@ class Calibration:
         names = var_names or list(dt["prior_sbc"].data_vars)
         rows = -(-len(names) // 4)
         pc = plot_ecdf_pit(dt, var_names=names, coverage=coverage, backend="matplotlib",
-                           figure_kwargs={"figsize": (12, 2.4 * rows + 0.5)})  # fmt: skip
+                           figure_kwargs={"figsize": (12, 2.9 * rows + 0.6)})  # fmt: skip
         fig = pc.get_viz("figure")
         title = "coverage of central intervals" if coverage else "rank ECDF - uniform"
         fig.suptitle(f"SBC of '{self.spec}': {title} ({len(dt['prior_sbc'].draw)} sims)")
@@ -548,7 +579,8 @@ def calibrate(
         thin=thin,
     )
     about = {"spec": spec.hash, "stage1": stage1.hash if stage1 else None, "seed": seed,
-             "settings": settings, "thin": thin, "design": _digest(setup.inputs)}  # fmt: skip
+             "settings": settings, "thin": thin, "design": _digest(setup.inputs),
+             "forward": FORWARD_VERSION}  # fmt: skip
     key = f"{spec.name}-{_hash(about)[:12]}"
     folder = Path(store) / key if store else None
     done: dict[int, Path] = {}
@@ -572,10 +604,8 @@ def calibrate(
             _write(folder / f"s{record['sim']:06d}.json", record)
     recs = [records[k] for k in range(sims)]
     sims_table = pd.DataFrame(
-        [{k: r[k] for k in ("sim", "divergences", "max_rhat", "min_ess", "problem", "message",
-                            "seconds")} for r in recs],
-        columns=["sim", "divergences", "max_rhat", "min_ess", "problem", "message", "seconds"],
-    )  # fmt: skip
+        [{k: r.get(k, "") for k in SIM_COLUMNS} for r in recs], columns=list(SIM_COLUMNS)
+    )
     ranks = rank_table(recs)
     info = {"thin": thin, "seed": seed, "sims": sims, "store_key": key,
             "participants": len(setup.inputs.coords["participant"]),

@@ -238,13 +238,21 @@ def validate(
     )  # fmt: skip
     paths = result.save(out)
     console.rule(f"Rank uniformity ({result.spec})")
-    _print_table(result.uniformity, "quantity")
+    columns = ["n", "p_value", "chi2_p", "p_value_all", "flagged"]
+    _print_table(result.uniformity[columns], "quantity")
     console.rule("Coverage of central intervals (+- Monte-Carlo SE)")
     _print_table(_coverage_text(result.coverage), "quantity")
-    problems = result.sims[result.sims["problem"]]
+    problems = result.sims[result.sims["problem"].astype(bool)]
     if len(problems):
         console.rule(f"{len(problems)} simulations with convergence problems (left out)")
-        _print_table(problems.set_index("sim"), "sim")
+        reasons = {
+            "divergences": int((problems["divergences"] > 0).sum()),
+            "R-hat > 1.05": int((problems["max_rhat"] > 1.05).sum()),
+            "bulk ESS < 100": int((problems["min_ess"] < 100).sum()),
+            "failed": int((problems["message"] != "").sum()),
+        }
+        console.print(", ".join(f"{k}: {v}" for k, v in reasons.items()), highlight=False)
+        _print_table(problems.drop(columns="problem").set_index("sim").head(10), "sim")
     console.print(result.text, highlight=False, soft_wrap=True)
     figures = "  ".join(str(p) for k, p in paths.items() if p.suffix == ".png")
     console.print(f"Tables and figures in [bold]{out}[/]  {figures}", soft_wrap=True)
@@ -265,7 +273,7 @@ def _print_table(frame, index_name: str) -> None:
     from rich.table import Table
 
     table = Table(show_edge=False, pad_edge=False)
-    table.add_column(index_name)
+    table.add_column(index_name, no_wrap=True)
     for col in frame.columns:
         table.add_column(str(col), justify="right")
     for idx, row in frame.iterrows():
