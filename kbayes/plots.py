@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+import warnings
 
 import arviz as az
 import matplotlib.pyplot as plt
@@ -389,9 +390,11 @@ def plot_ppc(
     if discrete:
         pc = az.plot_ppc_rootogram(idata, var_names=discrete, group=group, backend="matplotlib")
     else:
-        pc = az.plot_ppc_dist(
-            idata, var_names=names, group=group, num_samples=num_samples, backend="matplotlib"
-        )
+        with warnings.catch_warnings():  # arviz-plots' own use of a deprecated pandas call
+            warnings.filterwarnings("ignore", "Deleting a single level", FutureWarning)
+            pc = az.plot_ppc_dist(
+                idata, var_names=names, group=group, num_samples=num_samples, backend="matplotlib"
+            )
     return _figure(pc)
 
 
