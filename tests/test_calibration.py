@@ -227,9 +227,10 @@ def test_cli_validate_writes_tables_and_figures(run, tmp_path):
 def test_builtin_spec_is_calibrated(model):
     """Reduced SBC: 12 participants, 40 simulations, 2 x 1000 draws ranked among 100.
 
-    Fails on clear miscalibration only: a quantity whose ranks are not uniform
-    (Bonferroni over the spec's quantities, family-wise 5 %) or whose 90 % coverage is more
-    than 4 Monte-Carlo SEs from 0.9. Fits with convergence problems are left out (slow
+    Fails on clear miscalibration only: a quantity whose ranks are not uniform at a
+    family-wise 0.1 % (Bonferroni over the spec's quantities; the report's 5 % would fail the
+    five specs by chance about one run in five) or whose 90 % coverage is more than 4
+    Monte-Carlo SEs from 0.9. Fits with convergence problems are left out (slow
     mixing of the fMRS intercept is common over the prior, see docs/calibration.md); fewer
     than 10 usable fits fail the test, as too few to say anything. ``two_stage`` is checked
     under the model its posterior is exact for (docs/calibration.md)."""
@@ -238,7 +239,9 @@ def test_builtin_spec_is_calibrated(model):
     print(result.text)
     used = len(result.sims) - result.n_problem
     assert used >= 10, result.sims[result.sims["problem"]]
-    assert not result.flagged, result.uniformity.loc[result.flagged]
+    uni = result.uniformity
+    clear = uni[uni["p_value"] < 0.001 / len(uni)]
+    assert clear.empty, clear
     cov = result.coverage
     bound = 4 * np.sqrt(0.9 * 0.1 / cov["n"])
     off = cov[(cov["cov90"] - 0.9).abs() > bound]
