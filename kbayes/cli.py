@@ -252,7 +252,10 @@ def validate(
             "failed": int((problems["message"] != "").sum()),
         }
         console.print(", ".join(f"{k}: {v}" for k, v in reasons.items()), highlight=False)
-        _print_table(problems.drop(columns="problem").set_index("sim").head(10), "sim")
+        shown = problems.drop(columns="problem").set_index("sim").head(10)
+        if (shown["message"] == "").all():
+            shown = shown.drop(columns="message")
+        _print_table(shown, "sim")
     console.print(result.text, highlight=False, soft_wrap=True)
     figures = "  ".join(str(p) for k, p in paths.items() if p.suffix == ".png")
     console.print(f"Tables and figures in [bold]{out}[/]  {figures}", soft_wrap=True)
@@ -263,9 +266,9 @@ def _coverage_text(table):
     import pandas as pd
 
     cols = {c.removeprefix("cov"): c for c in table.columns if c.startswith("cov")}
-    text = {f"{p} %": [f"{c:.2f} ± {s:.2f}" for c, s in zip(table[c], table[f"se{p}"], strict=True)]
+    text = {f"{p} %": [f"{c:.2f}±{s:.2f}" for c, s in zip(table[c], table[f"se{p}"], strict=True)]
             for p, c in cols.items()}  # fmt: skip
-    return pd.DataFrame({"n": table["n"], **text}, index=table.index)
+    return pd.DataFrame(text, index=table.index)
 
 
 def _print_table(frame, index_name: str) -> None:
