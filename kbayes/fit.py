@@ -54,7 +54,8 @@ def _nutpie_model(entry: _Compiled, inputs: ModelInputs):
     if entry.nutpie is None:
         entry.nutpie = nutpie.compile_pymc_model(entry.model)
         compile_count["nutpie"] += 1
-    updated = entry.nutpie.with_data(**inputs.data)
+    used = {var.name for var in entry.nutpie.shared_var_keys}  # a spec may leave data unused
+    updated = entry.nutpie.with_data(**{k: v for k, v in inputs.data.items() if k in used})
     return dataclasses.replace(updated, _coords={**updated._coords, **inputs.coords})
 
 

@@ -9,6 +9,7 @@ purpose.
 from __future__ import annotations
 
 import json
+import re
 import tomllib
 from importlib.metadata import version
 
@@ -297,3 +298,24 @@ def test_improvement_agrees_with_mixedlm(wide_improvement_fit):
     # variance components agree too (posterior means are slightly above REML modes)
     assert float(post["sigma_y"].mean()) == pytest.approx(np.sqrt(res.scale), rel=0.1)
     assert float(post["v_sigma"].mean()) == pytest.approx(np.sqrt(res.cov_re.iloc[0, 0]), rel=0.15)
+
+
+def test_a_spec_without_a_term_leaves_its_data_unused(example, quick):
+    """improvement without the sex terms: the model has no ``m`` data, and fits and refits."""
+    src = tomllib.loads((MODELS_DIR / "improvement.toml").read_text())
+    src["name"] = "improvement_no_sex"
+    src["terms"]["improvement"] = [
+        t for t in src["terms"]["improvement"] if t not in ("sex", "condition:sex")
+    ]
+    for name in ("gamma_M", "gamma_NM"):
+        del src["priors"][name]
+    src["estimands"] = {
+        k: e
+        for k, e in src["estimands"].items()
+        if not {"gamma_M", "gamma_NM"} & set(re.findall(r"\w+", e["expr"]))
+    }
+    spec = parse_spec(src)
+    first = kb.fit(example, spec, seed=1, **LEAN, **quick)
+    again = kb.fit(example, spec, seed=1, **LEAN, **quick)
+    assert "gamma_M" not in first.posterior and "gamma_N" in first.posterior
+    np.testing.assert_array_equal(first.posterior["gamma_N"], again.posterior["gamma_N"])
