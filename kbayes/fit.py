@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from importlib.metadata import version
 from typing import Any
 
+import arviz_stats as azs
 import numpy as np
 import pymc as pm
 import xarray as xr
@@ -164,8 +165,8 @@ def fit(
         Draw replicated observations from the posterior (group ``posterior_predictive``,
         same seed), for posterior predictive checks (``kb.plots.plot_ppc``).
     predictive_draws : int or None, default 1000
-        Posterior draws, evenly spaced within each chain, that get a replicated data set
-        (their ``draw`` labels are kept). PyMC draws them one by one (about 1 ms each for
+        At most this many posterior draws, every k-th of each chain, get a replicated data
+        set (their ``draw`` labels are kept). PyMC draws them one by one (about 1 ms each for
         ``joint``) and the checks plot 50, so 1000 are plenty. ``None`` uses every draw, as
         LOO-PIT (``arviz.loo_pit``) needs, since it pairs each replicate with its
         log-likelihood.
@@ -243,14 +244,14 @@ def fit(
 
 
 def thinned(posterior: xr.Dataset, draws: int | None) -> xr.Dataset:
-    """About ``draws`` draws of ``posterior`` in all, evenly spaced within each chain."""
+    """At most ``draws`` draws of ``posterior`` in all: every k-th of each chain
+    (:func:`arviz_stats.thin`, which keeps the ``draw`` labels)."""
     if draws is not None and draws < 1:
         raise ValueError(f"predictive_draws must be a positive number or None, not {draws}")
-    n_chain, n_draw = posterior.sizes["chain"], posterior.sizes["draw"]
-    if draws is None or draws >= n_chain * n_draw:
+    total = posterior.sizes["chain"] * posterior.sizes["draw"]
+    if draws is None or draws >= total:
         return posterior
-    keep = np.unique(np.linspace(0, n_draw - 1, max(1, round(draws / n_chain))).round())
-    return posterior.isel(draw=keep.astype(int))
+    return azs.thin(posterior, factor=-(-total // draws))
 
 
 def add_estimands(idata: xr.DataTree, spec: ModelSpec, data: TrialData) -> None:

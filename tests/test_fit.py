@@ -121,8 +121,8 @@ def test_posterior_predictive_on_evenly_thinned_draws(example, joint_example_fit
     pp, post = a.posterior_predictive, a.posterior
     assert (pp.sizes["chain"], pp.sizes["draw"]) == (quick["chains"], 50)
     labels = pp["draw"].to_numpy()
-    assert labels[0] == 0 and labels[-1] == quick["draws"] - 1  # spread over the whole chain
-    assert set(labels) <= set(post["draw"].to_numpy())
+    step = quick["chains"] * quick["draws"] // 100  # every 6th draw spans the whole chain
+    np.testing.assert_array_equal(labels, post["draw"].to_numpy()[::step])
     xr.testing.assert_equal(pp.to_dataset(), b.posterior_predictive.to_dataset())  # seeded
     # each replicate belongs to its own draw: replicated improvement tracks that draw's gamma0
     rep_mean = pp["improvement"].mean("session")
