@@ -194,7 +194,7 @@ def _fit(spec, inputs, seed, settings):
     from kbayes.fit import sample
 
     dt, model = sample(spec, inputs, seed=int(seed.generate_state(1)[0] >> 1), progress=False,
-                       cores=1, **settings)  # fmt: skip
+                       cores=1, save_warmup=False, **settings)  # fmt: skip
     return dt.posterior.to_dataset(), model, int(dt.sample_stats["diverging"].sum())
 
 
