@@ -8,6 +8,8 @@ For one design (default: the ``joint`` spec, n = 26, the default Truth, NUTS wit
 - (b) kbayes: the model compiled once per data shape and refitted with new data;
 - (c) the Laplace screening engine, compiled once per shape, on the same simulated trials
   as (b), with its decision agreement with (b);
+- (b) again on the same trials with other sampler seeds: how often NUTS agrees with
+  itself, the ceiling of (c)'s agreement with (b);
 - (d) (b) on a Dask LocalCluster of 1 and of 2 worker processes, models compiled in every
   worker before the clock starts.
 
@@ -26,7 +28,15 @@ import pymc as pm
 
 import kbayes as kb
 from kbayes.build import build_model, model_inputs
-from kbayes.power import NUTS_DEFAULTS, Task, run_replicate
+from kbayes.power import (
+    LAPLACE_DRAWS,
+    NUTS_DEFAULTS,
+    Task,
+    _child,
+    _nuts,
+    run_replicate,
+    simulate_inputs,
+)
 from kbayes.rules import Rule
 
 RULES = {"joint": "P(ntx_glu < 0) > 0.95", "improvement": "P(ntx_imp_direct < 0) > 0.95",
@@ -38,7 +48,7 @@ def rule_target(spec) -> str:
 
 
 def tasks(spec, design, engine: str, count: int, seed: int = 1) -> list[Task]:
-    settings = NUTS_DEFAULTS if engine == "nutpie" else {"draws": 4000}
+    settings = NUTS_DEFAULTS if engine == "nutpie" else {"draws": LAPLACE_DRAWS}
     return [
         Task(spec.source, f"bench-{engine}", r, design, kb.Truth(), kb.Truth(),
              np.random.SeedSequence(seed, spawn_key=(7, r)), engine, settings, rule_target(spec))
@@ -50,6 +60,14 @@ def timed(fn, items) -> tuple[float, list]:
     start = time.perf_counter()
     out = [fn(x) for x in items]
     return (time.perf_counter() - start) / max(len(items), 1), out
+
+
+def nuts_other_seed(spec, task: Task, rule: Rule) -> str | None:
+    """The decision of (b) on the same simulated trial with another sampler seed."""
+    inputs = simulate_inputs(spec, task.design, task.truth, _child(task.seed, 1))
+    used = tuple(dict.fromkeys((*rule.estimands, task.target)))
+    draws, _ = _nuts(spec, inputs, _child(task.seed, 3), task.settings, used)
+    return rule.outcome(rule.probabilities(draws, spec))
 
 
 def naive(spec, design, count: int) -> float:
@@ -119,6 +137,10 @@ def main() -> None:
           f"disagreements with the NUTS probability within 0.03 of the bound: "
           f"{(~same & near).sum()} of {(~same).sum()}; problem replicates (b) "
           f"{(~ok).sum()}, (c) {sum(r['problem'] for r in rec_c)}")  # fmt: skip
+    again = np.array([a["outcome"] == nuts_other_seed(spec, t, rule)
+                      for a, t in zip(rec_b, nuts[1:], strict=True)])  # fmt: skip
+    print(f"decision agreement of (b) with itself (same trials, other sampler seeds): "
+          f"{again.mean():.1%} of {again.size}: the ceiling of (c) vs (b)")  # fmt: skip
     if not args.skip_dask:
         per = dask_speedup(spec, design, rule, args.replicates)
         print(f"(d) Dask, compiled in workers: 1 worker {per[1]:.3f} s, 2 workers {per[2]:.3f} s "

@@ -123,6 +123,41 @@ def sample(
     return idata, entry.model
 
 
+def sample_scalars(
+    spec: ModelSpec,
+    inputs: ModelInputs,
+    *,
+    draws: int,
+    tune: int,
+    chains: int,
+    seed: int,
+    target_accept: float = 0.9,
+) -> tuple[dict[str, np.ndarray], int, pm.Model]:
+    """NUTS (nutpie, one core) draws of the model's scalar variables, without a DataTree.
+
+    Returns the draws as ``(chain, draw)`` arrays by variable name, the number of divergent
+    transitions after tuning and the model. What a power replicate needs: building the
+    DataTree of every variable took a fifth of a short joint-model fit.
+    """
+    import nutpie
+
+    entry = compiled_model(spec, inputs)
+    trace = nutpie.sample(
+        _nutpie_model(entry, inputs), draws=draws, tune=tune, chains=chains, seed=seed,
+        target_accept=target_accept, progress_bar=False, cores=1, return_raw_trace=True,
+    )  # fmt: skip
+    names = [v.name for v in (*entry.model.free_RVs, *entry.model.deterministics) if v.ndim == 0]
+    draw_tables, stat_tables = trace.get_arrow_trace()  # one table per chain, tuning first
+    kept = [~np.asarray(t.column("tuning"), dtype=bool) for t in stat_tables]
+
+    def stacked(tables: list, name: str) -> np.ndarray:
+        return np.stack([np.asarray(t.column(name))[k] for t, k in zip(tables, kept, strict=True)])
+
+    out = {n: stacked(draw_tables, n) for n in names}
+    divergences = int(stacked(stat_tables, "diverging").sum())
+    return out, divergences, entry.model
+
+
 def fit(
     data: TrialData,
     model: str | ModelSpec = "joint",

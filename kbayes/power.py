@@ -11,9 +11,10 @@ screening engine of :mod:`kbayes.laplace`) and applies a decision :class:`~kbaye
 * **One shape per design point.** A power run draws dropout and missing blocks as fixed
   counts (:func:`simulate_tables`): the last ``round(n * dropout)`` participants (they are
   exchangeable) miss period 2 and ``round(blocks * block_missing)`` blocks, placed at
-  random, are missing, instead of :func:`kbayes.simulate`'s independent coin flips. Every
-  replicate of a point then has one data shape, so a model is compiled once per point and
-  process and refitted with new data. (Blocks whose CRLB exceeds ``config.crlb_max`` are
+  random (each session keeps a block before and one during the infusion), are missing,
+  instead of :func:`kbayes.simulate`'s independent coin flips. Every replicate of a point
+  then has one data shape, so a model is compiled once per point and process and
+  refitted with new data. (Blocks whose CRLB exceeds ``config.crlb_max`` are
   still excluded and may change a shape.)
 * **Store.** Each finished replicate is a small JSON file ``store/<point>/<rep>.json``,
   written atomically; a rerun skips those present.
@@ -36,16 +37,19 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
-from kbayes.build import ModelInputs, model_inputs, tables_to_inputs
-from kbayes.data import TrialData, infusion_profile
+from kbayes.build import ModelInputs, model_inputs
+from kbayes.data import TrialData, infusion_profile, session_change
 from kbayes.errors import ConfigError
 from kbayes.rules import Rule, as_rule
-from kbayes.simulate import Design, Truth, _draw, from_table
+from kbayes.simulate import Design, Truth, _draw_arrays, _tables, from_table, participant_ids
 from kbayes.spec import ModelSpec, load_spec, parse_spec
 
 ENGINES = ("nutpie", "laplace")
 #: Sampler settings of a power replicate (shorter than a full fit).
 NUTS_DEFAULTS = {"draws": 500, "tune": 500, "chains": 2, "target_accept": 0.9}
+#: Draws of a Laplace replicate: independent, so their Monte-Carlo error on a rule's
+#: probability (0.005 at 0.95) is half that of the 1000 correlated draws of a NUTS replicate.
+LAPLACE_DRAWS = 2000
 #: Reference data sets per design point that fix the Laplace engine's scales (SDs, nu).
 LAPLACE_REFERENCES = 4
 RHAT_MAX, ESS_MIN = 1.05, 100.0  # a replicate beyond these (or with divergences) is a problem
@@ -204,13 +208,42 @@ def simulate_inputs(
 ) -> ModelInputs:
     """Simulate one trial (:func:`simulate_tables`) and return the model's inputs.
 
-    Equals ``model_inputs(spec, TrialData(*simulate_tables(...)))`` (tested) without the
-    tables' validation, which would take longer than a Laplace fit.
+    Equals ``model_inputs(spec, TrialData(*simulate_tables(...)))`` (tested), built from
+    the simulated arrays without tables or validation, which took longer than a Laplace fit.
     """
-    people, sessions, mrs = simulate_tables(design, truth, seed, spec.profile)
     if "items" in spec.levels or spec.delta == "two_stage":
-        return model_inputs(spec, TrialData(people, sessions, mrs, config=design.config))
-    return tables_to_inputs(spec, people, sessions, mrs, design.config)
+        tables = simulate_tables(design, truth, seed, spec.profile)
+        return model_inputs(spec, TrialData(*tables, config=design.config))
+    a = _fixed_count_draw(design, truth, seed, spec.profile)
+    cfg, t = design.config, np.asarray(design.block_times)
+    ids = participant_ids(design.n)
+    i, s = np.nonzero(a["seen"])
+    labels = [f"{p}/{q}" for p, q in zip(ids[i], s + 1, strict=True)]
+    session_of = np.cumsum(a["seen"].ravel()).reshape(a["seen"].shape) - 1
+    bi, bs, bb = np.nonzero(a["seen"][..., None] & a["block_seen"])
+    coords = {"participant": list(ids), "session": labels}
+    period = s + 1.0
+    arrays = {
+        "session_participant": i.astype(np.int64),
+        "c": a["c"][i, s],
+        "m": np.where(a["female"][i], -0.5, 0.5),
+        "p": period - (period.min() + period.max()) / 2,
+    }
+    m_session = session_of[bi, bs].astype(np.int64)
+    y, g = a["glx"][bi, bs, bb], infusion_profile(t[bb], spec.profile, cfg.infusion_min)
+    if "mrs" in spec.levels:
+        coords["mrs_obs"] = [f"{labels[k]}/{b + 1}" for k, b in zip(m_session, bb, strict=True)]
+        arrays |= {"mrs_session": m_session, "g": g, "glx_observed": y,
+                   "glx_se": a["crlb"][bi, bs, bb] / 100 * y}  # fmt: skip
+    if "improvement" in spec.levels:
+        base = a["base"][i, s]
+        arrays["improvement_observed"] = base - a["day1"][i, s]
+        arrays["baseline_c"] = base - spec.constants["baseline_center"]
+        if spec.delta != "latent":
+            arrays["dglx_obs"] = session_change(m_session, g, y, len(labels))
+            if np.isnan(arrays["dglx_obs"]).any():  # the tables' path says which sessions
+                return model_inputs(spec, TrialData(*_tables(design, a)[0], config=cfg))
+    return ModelInputs(coords=coords, data=arrays)
 
 
 def simulate_tables(
@@ -220,42 +253,37 @@ def simulate_tables(
 
     The trial is :func:`kbayes.simulate`'s draw without dropout or missing blocks; then
     the last ``round(n * dropout)`` participants (participants are exchangeable: sex and
-    sequence are assigned by random permutation) lose period 2, and
-    ``round(blocks * block_missing)`` blocks are removed at random, keeping in every session
-    a block before and one during the infusion (``profile`` says which are which). Blocks
-    whose CRLB exceeds ``config.crlb_max`` are dropped, as :class:`~kbayes.TrialData` does.
+    sequence are assigned by random permutation) lose period 2; blocks whose CRLB exceeds
+    ``config.crlb_max`` are dropped, as :class:`~kbayes.TrialData` does; and of the blocks
+    left, ``round(blocks * block_missing)`` are removed at random, keeping in every session
+    one block (chosen at random) before and one during the infusion (``profile`` says
+    which are which).
     """
+    return _tables(design, _fixed_count_draw(design, truth, seed, profile))[0]
+
+
+def _fixed_count_draw(design: Design, truth: Truth, seed, profile: str) -> dict[str, Any]:
+    """:func:`kbayes.simulate`'s arrays with the masks of :func:`simulate_tables`."""
     rng = np.random.default_rng(_child(seed))  # a copy: Generator.spawn mutates its seed
     full = dataclasses.replace(design, dropout=0.0, block_missing=0.0)
-    (people, sessions, mrs), _ = _draw(full, truth, rng)
+    a = _draw_arrays(full, truth, rng)
     cfg, n = design.config, design.n
-    dropped = set(people["participant"].iloc[n - round(n * design.dropout) :])
-    keep = ~(sessions["participant"].isin(dropped) & (sessions["period"] == 2))
-    sessions = sessions[keep.to_numpy()].reset_index(drop=True)
-    mrs = mrs[~(mrs["participant"].isin(dropped) & (mrs["period"] == 2)).to_numpy()]
-    mrs = mrs[mrs["crlb"].to_numpy() <= cfg.crlb_max].reset_index(drop=True)
-    during = infusion_profile(mrs["time_min"], profile, cfg.infusion_min) > 0
-    mrs = mrs.drop(index=_missing_blocks(mrs, during, design.block_missing, rng))
-    return [people, sessions, mrs.reset_index(drop=True)]
-
-
-def _missing_blocks(mrs: pd.DataFrame, during: np.ndarray, share: float, rng) -> np.ndarray:
-    """Row labels of ``round(rows * share)`` blocks to remove, leaving each session a block
-    before and one during the infusion."""
-    session = (mrs["participant"] + "/" + mrs["period"].astype(str)).to_numpy()
-    order = rng.permutation(len(mrs))
-    left = {}
-    for s, d in zip(session, during, strict=True):
-        left[(s, d)] = left.get((s, d), 0) + 1
-    out, target = [], round(len(mrs) * share)
-    for k in order:
-        if len(out) == target:
-            break
-        key = (session[k], during[k])
-        if left[key] > 1:
-            left[key] -= 1
-            out.append(mrs.index[k])
-    return np.array(out, dtype=int)
+    seen = np.ones((n, 2), bool)
+    seen[n - round(n * design.dropout) :, 1] = False
+    blocks = seen[..., None] & (a["crlb"] <= cfg.crlb_max)
+    during = infusion_profile(np.asarray(design.block_times), profile, cfg.infusion_min) > 0
+    # one random block per session and phase is kept; of the others, a fixed count goes
+    key = rng.random(blocks.shape)
+    keep = np.zeros_like(blocks)
+    for phase in (during, ~during):
+        k = np.where(blocks & phase, key, np.inf).argmin(axis=2)
+        first = np.take_along_axis(blocks & phase, k[..., None], axis=2)
+        np.put_along_axis(keep, k[..., None], first, axis=2)
+    target = round(int(blocks.sum()) * design.block_missing)
+    removable = np.flatnonzero(blocks & ~keep)
+    gone = removable[np.argsort(key.ravel()[removable], kind="stable")[:target]]
+    np.put(blocks, gone, False)
+    return a | {"seen": seen, "block_seen": blocks}
 
 
 # --- one replicate (runs on a worker) --------------------------------------------------
@@ -305,9 +333,10 @@ def run_replicate(task: Task, rule: Rule) -> dict:
     truth = spec.estimand_values(task.truth.params)
     lo, hi = (1 - spec.ci_prob) / 2, (1 + spec.ci_prob) / 2
     summary = {}
-    for name, x in draws.items():
-        x = np.asarray(x, float).reshape(-1)
-        summary[name] = [float(x.mean()), float(x.std()), *map(float, np.quantile(x, [lo, hi]))]
+    if draws:  # mean, SD and the ci_prob equal-tailed interval of every estimand
+        x = np.stack([np.asarray(v, float).reshape(-1) for v in draws.values()])
+        stats = np.vstack([x.mean(axis=1), x.std(axis=1), np.quantile(x, [lo, hi], axis=1)])
+        summary = {name: stats[:, k].tolist() for k, name in enumerate(draws)}
     probs = rule.probabilities(draws, spec) if draws else {}
     return {
         "point": task.point, "rep": task.rep, "engine": task.engine,
@@ -321,23 +350,21 @@ def run_replicate(task: Task, rule: Rule) -> dict:
 def _nuts(spec, inputs, seed, settings, used: tuple[str, ...]) -> tuple[dict, dict]:
     """NUTS fit; R-hat over the scalar free parameters and the ``used`` estimands, bulk ESS
     over the ``used`` estimands (the maximum R-hat of hundreds of participant-level
-    parameters exceeds 1.05 by chance in many short 2-chain fits)."""
-    import arviz_stats as azs
-    import xarray as xr
+    parameters exceeds 1.05 by chance in many short 2-chain fits). Works on numpy arrays
+    (chain, draw): DataTree and xarray overheads were a quarter of a short fit."""
+    from arviz_stats.base import array_stats
 
-    from kbayes.fit import sample
+    from kbayes.fit import sample_scalars
 
-    dt, model = sample(spec, inputs, seed=int(seed.generate_state(1)[0] >> 1), progress=False,
-                       cores=1, save_warmup=False, **settings)  # fmt: skip
-    post = dt.posterior.to_dataset()
-    values = spec.estimand_values({v: post[v] for v in post.data_vars})
-    checked = xr.Dataset({rv.name: post[rv.name] for rv in model.free_RVs if rv.ndim == 0})
-    checked = checked.assign({f"estimand:{k}": values[k] for k in used})
-    rhat, ess = azs.rhat(checked), azs.ess(checked[[f"estimand:{k}" for k in used]])
-    max_rhat = max(float(rhat[v]) for v in checked.data_vars)
-    min_ess = min(float(ess[v]) for v in ess.data_vars)
-    divergences = int(dt.sample_stats["diverging"].sum())
-    draws = {k: np.asarray(v.values).reshape(-1) for k, v in values.items()}
+    scalars, divergences, model = sample_scalars(
+        spec, inputs, seed=int(seed.generate_state(1)[0] >> 1), **settings
+    )
+    values = spec.estimand_values(scalars)
+    free = [rv.name for rv in model.free_RVs if rv.ndim == 0]
+    checked = np.stack([scalars[k] for k in free] + [values[k] for k in used])
+    max_rhat = float(np.max(array_stats.rhat(checked)))
+    min_ess = float(np.min(array_stats.ess(checked[len(free) :])))
+    draws = {k: np.asarray(v).reshape(-1) for k, v in values.items()}
     problem = divergences > 0 or not max_rhat <= RHAT_MAX or not min_ess >= ESS_MIN
     return draws, {"divergences": divergences, "max_rhat": max_rhat, "min_ess": min_ess,
                    "problem": bool(problem), "message": ""}  # fmt: skip
@@ -466,7 +493,7 @@ def power(
         Estimand for bias, interval width and coverage (default: the rule's first).
     draws, tune, chains : int, optional
         NUTS settings (default 500, 500, 2); ``draws`` is the number of Laplace draws
-        (default 4000).
+        (default :data:`LAPLACE_DRAWS`).
     progress : bool, default True
         Show a progress bar.
 
@@ -496,7 +523,7 @@ def power(
     prior = design_prior(truth)
     reference = getattr(prior, "truth", None) or getattr(prior, "base", Truth())
     if engine == "laplace":
-        settings = {"draws": draws or 4000}
+        settings = {"draws": draws or LAPLACE_DRAWS}
     else:
         given = {"draws": draws, "tune": tune, "chains": chains}
         settings = NUTS_DEFAULTS | {k: v for k, v in given.items() if v}

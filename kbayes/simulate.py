@@ -282,6 +282,13 @@ def split_items(
 
 def _draw(design: Design, truth: Truth, rng: np.random.Generator) -> tuple[list, pd.DataFrame]:
     """The three tables and the latent table; each part of the draw has its own stream."""
+    return _tables(design, _draw_arrays(design, truth, rng))
+
+
+def _draw_arrays(design: Design, truth: Truth, rng: np.random.Generator) -> dict[str, Any]:
+    """One trial on the full participant x period (x block) grid, with the masks ``seen``
+    (n, 2) and ``block_seen`` (n, 2, blocks) of what was observed; values rounded as the
+    tables store them."""
     d, th, cfg = design, truth, design.config
     n, t = d.n, np.asarray(d.block_times)
     r_design, r_glu, r_mrs, r_madrs, r_items = rng.spawn(5)
@@ -320,30 +327,45 @@ def _draw(design: Design, truth: Truth, rng: np.random.Generator) -> tuple[list,
         + v[:, None] + th.sigma_y * tail
     )  # fmt: skip
     day1 = np.rint(base - imp).clip(0, cfg.score_max)
-    # tables
-    ids = np.array([f"P{k:0{max(2, len(str(n)))}d}" for k in range(1, n + 1)])
-    i, s = np.nonzero(seen)
-    condition = np.array(cfg.conditions)[c[i, s].astype(int)]
-    participants = pd.DataFrame({"participant": ids, "sex": np.where(female, *cfg.sexes)})
+    items = r_items.dirichlet(np.full(cfg.n_items, ITEM_CONCENTRATION), n) if d.items else None
+    return {
+        "female": female, "c": c, "seen": seen, "block_seen": block_seen, "delta": delta,
+        "u": u, "v": v, "imp": imp, "base": base, "day1": day1, "glx": y.round(4),
+        "crlb": crlb.round(1), "propensity": items, "r_items": r_items,
+    }  # fmt: skip
+
+
+def _tables(design: Design, a: dict[str, Any]) -> tuple[list, pd.DataFrame]:
+    """The three tables and the latent table of :func:`_draw_arrays`'s trial."""
+    cfg, n, t = design.config, design.n, np.asarray(design.block_times)
+    ids = participant_ids(n)
+    i, s = np.nonzero(a["seen"])
+    condition = np.array(cfg.conditions)[a["c"][i, s].astype(int)]
+    participants = pd.DataFrame({"participant": ids, "sex": np.where(a["female"], *cfg.sexes)})
     sessions = pd.DataFrame(
         {"participant": ids[i], "period": s + 1, "condition": condition,
-         "madrs_baseline": base[i, s].astype(int), "madrs_day1": day1[i, s].astype(int)}
+         "madrs_baseline": a["base"][i, s].astype(int), "madrs_day1": a["day1"][i, s].astype(int)}
     )  # fmt: skip
-    if d.items:
-        propensity = r_items.dirichlet(np.full(cfg.n_items, ITEM_CONCENTRATION), n)[i]
-        for visit, total in (("baseline", base), ("day1", day1)):
-            scores = split_items(total[i, s].astype(int), propensity, cfg.item_max, r_items)
+    if a["propensity"] is not None:
+        propensity = a["propensity"][i]
+        for visit, total in (("baseline", a["base"]), ("day1", a["day1"])):
+            scores = split_items(total[i, s].astype(int), propensity, cfg.item_max, a["r_items"])
             sessions[cfg.item_columns(visit)] = scores
     latent = pd.DataFrame(
-        {"participant": ids[i], "period": s + 1, "condition": condition, "delta": delta[i, s],
-         "u": u[i], "v": v[i], "improvement": imp[i, s]}
+        {"participant": ids[i], "period": s + 1, "condition": condition,
+         "delta": a["delta"][i, s], "u": a["u"][i], "v": a["v"][i], "improvement": a["imp"][i, s]}
     )  # fmt: skip
-    i, s, b = np.nonzero(seen[..., None] & block_seen)
+    i, s, b = np.nonzero(a["seen"][..., None] & a["block_seen"])
     mrs = pd.DataFrame(
         {"participant": ids[i], "period": s + 1, "block": b + 1, "time_min": t[b],
-         "glx_ratio": y[i, s, b].round(4), "crlb": crlb[i, s, b].round(1)}
+         "glx_ratio": a["glx"][i, s, b], "crlb": a["crlb"][i, s, b]}
     )  # fmt: skip
     return [participants, sessions, mrs], latent
+
+
+def participant_ids(n: int) -> np.ndarray:
+    """Participant identifiers of a simulated trial: P01, P02, ... (at least two digits)."""
+    return np.array([f"P{k:0{max(2, len(str(n)))}d}" for k in range(1, n + 1)])
 
 
 def simulate(

@@ -319,3 +319,21 @@ def test_a_spec_without_a_term_leaves_its_data_unused(example, quick):
     again = kb.fit(example, spec, seed=1, **LEAN, **quick)
     assert "gamma_M" not in first.posterior and "gamma_N" in first.posterior
     np.testing.assert_array_equal(first.posterior["gamma_N"], again.posterior["gamma_N"])
+
+
+def test_sample_scalars_gives_the_draws_of_sample(example, joint_example_fit):
+    """Power replicates read scalar draws from nutpie's raw trace: the same draws and
+    divergences as the DataTree of ``sample`` with the same seed, tuning left out."""
+    from kbayes.build import model_inputs
+    from kbayes.fit import sample, sample_scalars
+
+    spec = kb.load_spec("joint")
+    inputs = model_inputs(spec, example)
+    settings = {"draws": 30, "tune": 40, "chains": 2, "seed": 7}
+    dt, model = sample(spec, inputs, progress=False, cores=1, save_warmup=False, **settings)
+    scalars, divergences, _ = sample_scalars(spec, inputs, **settings)
+    expected = [rv.name for rv in (*model.free_RVs, *model.deterministics) if rv.ndim == 0]
+    assert sorted(scalars) == sorted(expected)
+    for name, values in scalars.items():
+        np.testing.assert_array_equal(values, dt.posterior[name].values, err_msg=name)
+    assert divergences == int(dt.sample_stats["diverging"].sum())

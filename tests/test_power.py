@@ -66,6 +66,26 @@ def test_fixed_count_missingness_gives_one_shape_per_point():
     assert dims["mrs_obs"] == 38 * 6 - round(38 * 6 * 0.05)
 
 
+def test_missing_blocks_leave_every_session_a_block_before_and_during():
+    design = kb.Design(n=12, dropout=0.25, block_missing=0.5)
+    for s in range(3):
+        _, sessions, mrs = simulate_tables(design, kb.Truth(), np.random.SeedSequence(s))
+        assert len(sessions) == 2 * 12 - 3  # the last 3 participants miss period 2
+        assert len(mrs) == 21 * 6 - round(21 * 6 * 0.5)  # no CRLB above 20 % here
+        phase = np.where(mrs["time_min"] >= 0, "during", "before")
+        per_session = mrs.groupby([mrs["participant"], mrs["period"], phase]).size()
+        assert len(per_session) == 2 * len(sessions), "a session lost every block of a phase"
+
+
+def test_fast_inputs_without_an_observed_change_fail_as_the_tables_do():
+    """CRLBs mostly above crlb_max leave sessions without blocks during the infusion: the
+    observed-change model cannot use them and says which, as for real data."""
+    design = kb.Design(n=6, crlb_median=30.0)
+    seed = np.random.SeedSequence(1)
+    with pytest.raises(kb.DataError, match="have no fMRS blocks both before and during"):
+        simulate_inputs(kb.load_spec("improvement"), design, kb.Truth(), seed)
+
+
 def test_design_grid_is_a_cartesian_product():
     points = design_grid(kb.Design(), [10, 20], {"female_fraction": [0.3, 0.5]})
     assert [p for p, _ in points] == [
