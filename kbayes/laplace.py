@@ -6,35 +6,45 @@ variables with a transform) are held fixed per design point, at the mode of thei
 Laplace-approximate marginal posterior averaged over a few reference data sets
 (:meth:`LaplaceEngine.prepare`); the joint posterior of the joint model has no mode in
 :math:`s` (a residual SD can shrink to 0 while latent session effects absorb the
-residuals). Given :math:`s`, the posterior of the other unconstrained parameters :math:`x`
-(log Jacobians included) is approximated by :math:`N(\hat x, H^{-1})`,
-:math:`\hat x = \arg\max \log p(x \mid s, y)`, :math:`H = -\nabla^2 \log p(\hat x \mid s, y)`.
-Draws of the parameters the estimands use are taken from that normal, mapped back with the
-model's transforms, and the spec's estimands computed from them.
+residuals).
 
-Compiled once per shape and reused: the log density and its gradient (numba; new data are
-set into the model's shared ``pm.Data`` variables, which the compiled function reads) and the
-batched map from unconstrained draws to the constrained parameters. Once per design point:
-the scales, the Hessian's sparsity pattern with a colouring of its columns, and the mode
-and Hessian on a reference data set, whose Cholesky factor preconditions every fit.
+Given :math:`s`, the posterior of the other unconstrained parameters :math:`x` (log
+Jacobians included) is approximated by a normal centred at the mode of
+:math:`F(x) = -\log p(x \mid s, y) + \tfrac12 \sum_{j \in L} \log h_j(x)`, with covariance
+:math:`(\nabla^2 F)^{-1}`. :math:`L` are the latent random effects: the elements of every
+vector variable whose block of the Hessian is diagonal (conditionally independent given the
+rest: participant and session effects), and :math:`h_j = -\partial^2 \log p / \partial
+x_j^2`. The correction is the Laplace approximation of integrating each latent effect out
+given the rest (TMB's marginal Laplace, per element), so the normal describes the
+posterior's mass, not the joint mode: on the joint model the joint mode over the latent
+glutamate changes and the slope on them is far from that mass (an errors-in-variables
+effect that put the direct and indirect effects 2-4 NUTS SDs away; docs/power.md). Draws of
+the parameters the estimands use are taken from the normal, mapped back with the model's
+transforms, and the spec's estimands computed from them.
+
+Compiled once per shape and reused: :math:`-\log p` and :math:`F` with their gradients (numba;
+:math:`F` needs third derivatives of :math:`\log p`; new data are set into the model's
+shared ``pm.Data`` variables, which the compiled functions read) and the batched map from
+unconstrained draws to the constrained parameters. Once per design point: the scales (from
+:math:`-\log p`), the sparsity pattern of :math:`\nabla^2 F` with a colouring of its
+columns, and the mode and Hessian on a reference data set, whose Cholesky factor
+preconditions every fit.
 
 Per replicate: L-BFGS-B (scipy) in the preconditioned coordinates from the reference mode;
 the Hessian at the mode by central differences of the gradient, one pair of gradient calls
 per dense column or colour (the participant- and session-level parameters of different
 participants share colours); draws from the normal.
 
-Fixed scales ignore their uncertainty (glutamate-level intervals a little too narrow), and
-on the joint model the mode over the latent glutamate changes and the slope on them is far
-from the posterior's mass, which shifts the direct and indirect effects by several NUTS SDs
-(docs/power.md, "How close it is to NUTS"). This is for screening large grids; NUTS gives
-the final answer (compare their decisions).
+Fixed scales ignore their uncertainty: on the joint model the intervals of glutamate-level
+estimands are about 10 % too narrow (docs/power.md, "How close it is to NUTS"). This is for
+screening large grids; NUTS gives the final answer (compare their decisions).
 """
 
 from __future__ import annotations
 
 import copy
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -117,23 +127,38 @@ class LaplaceEngine:
         self.x0 = np.concatenate([np.ravel(point[n]) for n in names]).astype(float)
         self._slices = {n: slice(starts[k], starts[k + 1]) for k, n in enumerate(names)}
         self._shapes = {n: np.shape(point[n]) for n in names}
-        self._compile_logp(point)
+        logp = self.model.logp()
+        self._neg_logp = self._compile(point, -logp)
+        jitter = np.random.default_rng(0).normal(0, 0.1, self.x0.size)
+        nz = self._hessian(self.x0 + jitter, np.arange(self.x0.size), neg=self._neg_logp) != 0
+        self.latent = [v.name for v in self._values if _diagonal_block(nz, self._slices[v.name])]
+        correction = [
+            0.5 * pt.log(-pt.grad(pt.grad(logp, v).sum(), v)).sum()  # diagonal: row sums
+            for v in self._values
+            if v.name in self.latent
+        ]
+        self._neg = self._compile(point, -logp + sum(correction)) if correction else self._neg_logp
         self._compile_draw_map()
         compile_count["laplace"] += 1
 
     # --- compiled once per shape -------------------------------------------------------
-    def _compile_logp(self, point: dict) -> None:
-        """log p and its gradient as functions of one flat vector, compiled by numba.
+    def _compile(self, point: dict, objective) -> Callable:
+        """``x -> (objective, gradient)`` for one flat vector ``x``, compiled by numba.
 
         Called thousands of times per replicate: numba with ``trust_input`` takes about
-        15 µs per call on the joint model, the default C backend twice that. The data are
+        18 µs per call of -log p on the joint model, the default C backend 30. The data are
         the model's shared ``pm.Data`` variables, read at every call.
         """
-        logp = self.model.logp()
-        grad = pt.concatenate([g.ravel() for g in pt.grad(logp, self._values)])
-        outs, x = join_nonshared_inputs(point, [logp, grad], self._values)
+        grad = pt.concatenate([g.ravel() for g in pt.grad(objective, self._values)])
+        outs, x = join_nonshared_inputs(point, [objective, grad], self._values)
         with self.model:  # PyMC's rewrites (bound checks as switches) need the model
-            self._logp_dlogp = compile([x], outs, mode="NUMBA", trust_input=True)
+            fn = compile([x], outs, mode="NUMBA", trust_input=True)
+
+        def value_and_grad(x: np.ndarray) -> tuple[float, np.ndarray]:
+            value, grad = fn(x)
+            return float(value), grad
+
+        return value_and_grad
 
     def _compile_draw_map(self) -> None:
         """A batched function: unconstrained draws (draws x k) -> constrained scalars."""
@@ -183,16 +208,14 @@ class LaplaceEngine:
                 var = self.model[name]
                 var.set_value(np.asarray(value, dtype=var.dtype))
 
-    def _neg(self, x: np.ndarray) -> tuple[float, np.ndarray]:
-        logp, grad = self._logp_dlogp(x)
-        return -float(logp), -grad
-
-    def _hessian(self, x: np.ndarray, free: np.ndarray, colours=None) -> np.ndarray:
-        """H of -log p over the ``free`` coordinates, by central differences of the gradient.
+    def _hessian(self, x: np.ndarray, free: np.ndarray, colours=None, neg=None) -> np.ndarray:
+        """Hessian over the ``free`` coordinates of the objective ``neg`` (default the
+        corrected one, :attr:`_neg`), by central differences of its gradient.
 
         With ``colours`` (see :meth:`_colour`) one gradient pair per dense column or colour;
         without, one per column.
         """
+        neg = neg or self._neg
         dense, groups, nz = colours or (np.arange(free.size), [], None)
         p = free.size
         h = _FD_STEP * np.maximum(1.0, np.abs(x[free]))
@@ -201,7 +224,7 @@ class LaplaceEngine:
         def diff(cols: np.ndarray) -> np.ndarray:
             e = np.zeros(x.size)
             e[free[cols]] = h[cols]
-            return (self._neg(x + e)[1] - self._neg(x - e)[1])[free]
+            return (neg(x + e)[1] - neg(x - e)[1])[free]
 
         for j in dense:
             out[:, j] = diff(np.array([j])) / (2 * h[j])
@@ -232,8 +255,10 @@ class LaplaceEngine:
         return np.flatnonzero(best[0]), best[1], nz
 
     # --- per reference and per replicate -----------------------------------------------
-    def _optimise(self, start: np.ndarray, free: np.ndarray, precond: np.ndarray | None):
-        """Minimise -log p over ``free`` from ``start``; ``precond`` = L^-1 with L L' = H."""
+    def _optimise(self, start: np.ndarray, free: np.ndarray, precond, neg=None):
+        """Minimise ``neg`` (default :attr:`_neg`) over ``free`` from ``start``;
+        ``precond`` = L^-1 with L L' = H, or None."""
+        neg = neg or self._neg
         p = np.eye(free.size) if precond is None else precond
 
         step = np.zeros((free.size, start.size))  # z -> x - start: zero on fixed coordinates
@@ -243,7 +268,7 @@ class LaplaceEngine:
             return start + z @ step
 
         def fun(z: np.ndarray) -> tuple[float, np.ndarray]:
-            value, grad = self._neg(full(z))
+            value, grad = neg(full(z))
             return value, step @ grad
 
         # 30 corrections instead of 10: a quarter fewer iterations on the joint model
@@ -278,20 +303,22 @@ class LaplaceEngine:
         if scales is not None:
             fixed = self.unconstrained(scales)
             start[index] = [fixed[n] for n in value_names]
+        # sparsity patterns at a generic point: at a mode some entries vanish by accident
+        jitter = np.random.default_rng(0).normal(0, 0.1, self.x0.size)
         with _one_blas_thread():
-            self.set_data(inputs[0])
-            mode, _ = self._optimise(start, free, None)
-            # sparsity pattern at a generic point: at a mode some entries vanish by accident
-            jitter = np.random.default_rng(0).normal(0, 0.1, mode.size)
-            colours = self._colour(self._hessian(mode + jitter, free))
             if scales is None and index.size:
+                self.set_data(inputs[0])
+                mode, _ = self._optimise(start, free, None, self._neg_logp)
+                plain = self._hessian(mode + jitter, free, neg=self._neg_logp)
+                colours = self._colour(plain)
                 found = []
                 for data in inputs:
                     self.set_data(data)
-                    found.append(self._marginal_mode(mode, free, index, colours)[index])
+                    found.append(self._marginal_mode(mode, free, index, colours))
                 start[index] = np.mean(found, axis=0)
-                self.set_data(inputs[0])
-                mode, _ = self._optimise(start, free, None)
+            self.set_data(inputs[0])
+            mode, _ = self._optimise(start, free, None)
+            colours = self._colour(self._hessian(mode + jitter, free))
             hess = self._hessian(mode, free, colours)
             w, v = np.linalg.eigh(hess)
             chol = np.linalg.cholesky((v * np.maximum(w, 1e-8 * w.max())) @ v.T)
@@ -299,7 +326,8 @@ class LaplaceEngine:
         self.references[key] = _Reference(mode, precond, free, colours)
 
     def _marginal_mode(self, x: np.ndarray, free, index, colours) -> np.ndarray:
-        """Maximise the Laplace-approximate marginal posterior of the fixed coordinates.
+        """The fixed coordinates at the maximum of their Laplace-approximate marginal
+        posterior (from the uncorrected -log p and its full Hessian).
 
         Nelder-Mead over the fixed coordinates (unconstrained, tolerance 0.01); each inner
         optimisation starts from the previous mode, preconditioned by the previous Hessian.
@@ -309,9 +337,10 @@ class LaplaceEngine:
         def objective(s: np.ndarray) -> float:
             start = state["x"].copy()
             start[index] = s
-            mode, res = self._optimise(start, free, state["precond"])
+            mode, res = self._optimise(start, free, state["precond"], self._neg_logp)
             try:
-                chol = np.linalg.cholesky(self._hessian(mode, free, colours))
+                hess = self._hessian(mode, free, colours, self._neg_logp)
+                chol = np.linalg.cholesky(hess)
             except np.linalg.LinAlgError:
                 return np.inf
             state["x"] = mode
@@ -319,10 +348,7 @@ class LaplaceEngine:
             return float(res.fun + np.log(np.diag(chol)).sum())
 
         options = {"xatol": 1e-2, "fatol": 1e-3, "maxfev": 60 * index.size}
-        res = so.minimize(objective, x[index], method="Nelder-Mead", options=options)
-        out = state["x"].copy()
-        out[index] = res.x
-        return self._optimise(out, free, state["precond"])[0]
+        return so.minimize(objective, x[index], method="Nelder-Mead", options=options).x
 
     def fit(
         self, inputs: ModelInputs, *, reference: str, draws: int, seed: np.random.SeedSequence
@@ -375,6 +401,13 @@ def noncentred(spec: ModelSpec) -> ModelSpec:
         if table.get("dims") and isinstance(table.get("sigma"), dict):
             table["centered"] = False
     return parse_spec(source, origin=f"{spec.name} (non-centred)")
+
+
+def _diagonal_block(nonzero: np.ndarray, block: slice) -> bool:
+    """Whether a vector variable's block of the Hessian pattern is diagonal: its elements
+    are conditionally independent given every other variable."""
+    inner = nonzero[block, block]
+    return inner.shape[0] > 1 and not (inner & ~np.eye(inner.shape[0], dtype=bool)).any()
 
 
 def _greedy_colours(rows: np.ndarray, columns: np.ndarray) -> list[np.ndarray]:
