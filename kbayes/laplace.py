@@ -291,8 +291,10 @@ class LaplaceEngine:
         :math:`\max_s \log p(\hat\theta_s, s \mid y) - \tfrac12 \log\det H_s` (the
         empirical-Bayes step of TMB and INLA), averaged on the unconstrained scale: several
         data sets, because the scales of one small trial are noisy and would bias every
-        replicate alike. Fits start from the mode at those scales on ``inputs[0]``, are
-        preconditioned by its Hessian, and do not depend on what was fitted before them.
+        replicate alike. The scales come from the uncorrected :math:`-\log p` (the
+        latent correction would count the latent effects' volume twice). Fits start from
+        the mode at those scales on ``inputs[0]``, are preconditioned by its Hessian, and do
+        not depend on what was fitted before them.
         """
         if key in self.references:
             return
@@ -309,8 +311,7 @@ class LaplaceEngine:
             if scales is None and index.size:
                 self.set_data(inputs[0])
                 mode, _ = self._optimise(start, free, None, self._neg_logp)
-                plain = self._hessian(mode + jitter, free, neg=self._neg_logp)
-                colours = self._colour(plain)
+                colours = self._colour(self._hessian(mode + jitter, free, neg=self._neg_logp))
                 found = []
                 for data in inputs:
                     self.set_data(data)
