@@ -10,6 +10,7 @@ is documented in ``models/README.md``. Every problem in a file is reported in on
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import json
 import math
@@ -209,7 +210,13 @@ def evaluate(expr: str, scope: Mapping[str, Any]) -> Any:
                 return _FUNCTIONS[fn](*(ev(a) for a in args))
         raise ValueError(f"cannot evaluate {ast.dump(node)}")
 
-    return ev(ast.parse(expr, mode="eval"))
+    return ev(_parse(expr))
+
+
+@functools.cache
+def _parse(expr: str) -> ast.Expression:
+    """An expression's syntax tree, parsed once (estimands are evaluated per replicate)."""
+    return ast.parse(expr, mode="eval")
 
 
 # --- parsing ---------------------------------------------------------------------------
