@@ -52,7 +52,7 @@ import pytensor
 import pytensor.tensor as pt
 import scipy.linalg as sla
 import scipy.optimize as so
-from pymc.pytensorf import compile, join_nonshared_inputs
+from pymc import pytensorf
 from pytensor.graph.replace import vectorize_graph
 from pytensor.graph.traversal import ancestors
 from threadpoolctl import ThreadpoolController
@@ -150,9 +150,9 @@ class LaplaceEngine:
         the model's shared ``pm.Data`` variables, read at every call.
         """
         grad = pt.concatenate([g.ravel() for g in pt.grad(objective, self._values)])
-        outs, x = join_nonshared_inputs(point, [objective, grad], self._values)
+        outs, x = pytensorf.join_nonshared_inputs(point, [objective, grad], self._values)
         with self.model:  # PyMC's rewrites (bound checks as switches) need the model
-            fn = compile([x], outs, mode="NUMBA", trust_input=True)
+            fn = pytensorf.compile([x], outs, mode="NUMBA", trust_input=True)
 
         def value_and_grad(x: np.ndarray) -> tuple[float, np.ndarray]:
             value, grad = fn(x)
