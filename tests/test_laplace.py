@@ -69,6 +69,20 @@ def test_coloured_hessian_equals_full_joint():
     full = eng._hessian(x, ref.free)
     coloured = eng._hessian(x, ref.free, ref.colours)
     np.testing.assert_allclose(coloured, full, rtol=1e-6, atol=1e-6 * np.abs(full).max())
+    forward = eng._hessian(x, ref.free, ref.colours, grad=eng._neg(x)[1])
+    np.testing.assert_allclose(forward, full, rtol=1e-4, atol=1e-4 * np.abs(full).max())
+
+
+def test_loose_optimiser_and_newton_step_reach_the_mode(improvement_engine, monkeypatch):
+    """A replicate's optimiser stops about 0.01 SD from the mode and one Newton step
+    finishes: the draws (same seed) are those of a fit converged 1000 times tighter."""
+    _, eng, inputs = improvement_engine
+    loose = eng.fit(inputs[1], reference="ref", draws=1000, seed=np.random.SeedSequence(2))
+    monkeypatch.setattr(laplace, "_FIT_GTOL", 1e-5)
+    tight = eng.fit(inputs[1], reference="ref", draws=1000, seed=np.random.SeedSequence(2))
+    for name, draws in tight.draws.items():
+        gap = np.abs(loose.draws[name] - draws).max()
+        assert gap < 1e-3 * draws.std(), f"{name}: {gap / draws.std():.1e} SD"
 
 
 def test_latent_groups_are_the_conditionally_independent_random_effects(improvement_engine):
