@@ -62,8 +62,7 @@ def test_coloured_hessian_equals_full_joint():
     eng = laplace.engine(spec, inputs[0])
     eng.prepare("ref", inputs[:1])
     ref = eng.references["ref"]
-    dense, colours, _ = ref.colours
-    assert len(dense) + len(colours) < ref.free.size / 2
+    assert len(ref.colours.dense) + len(ref.colours.groups) < ref.free.size / 2
     eng.set_data(inputs[1])
     x = ref.mode + np.random.default_rng(3).normal(0, 0.05, ref.mode.size)
     full = eng._hessian(x, ref.free)
@@ -74,15 +73,15 @@ def test_coloured_hessian_equals_full_joint():
 
 
 def test_loose_optimiser_and_newton_step_reach_the_mode(improvement_engine, monkeypatch):
-    """A replicate's optimiser stops about 0.01 SD from the mode and one Newton step
-    finishes: the draws (same seed) are those of a fit converged 1000 times tighter."""
+    """A replicate's optimiser stops short of the mode and one Newton step finishes: the
+    draws (same seed) are those of a fit converged 3000 times tighter."""
     _, eng, inputs = improvement_engine
     loose = eng.fit(inputs[1], reference="ref", draws=1000, seed=np.random.SeedSequence(2))
     monkeypatch.setattr(laplace, "_FIT_GTOL", 1e-5)
     tight = eng.fit(inputs[1], reference="ref", draws=1000, seed=np.random.SeedSequence(2))
     for name, draws in tight.draws.items():
         gap = np.abs(loose.draws[name] - draws).max()
-        assert gap < 1e-3 * draws.std(), f"{name}: {gap / draws.std():.1e} SD"
+        assert gap < 3e-3 * draws.std(), f"{name}: {gap / draws.std():.1e} SD"
 
 
 def test_latent_groups_are_the_conditionally_independent_random_effects(improvement_engine):
