@@ -3,18 +3,22 @@
 For one design (default: the ``joint`` spec, n = 26, the default Truth, NUTS with 500 draws,
 500 tuning steps and 2 chains on one core per replicate):
 
-- (a) the naive loop: simulate, build the model and ``pm.sample`` every replicate (PyMC 6
-  picks nutpie and compiles it on every call);
+- (a) the naive loop: simulate, build the model and ``pm.sample`` every replicate, with
+  the same sampler settings as (b) (PyMC 6 picks nutpie and compiles it on every call);
 - (b) kbayes: the model compiled once per data shape and refitted with new data;
 - (c) the Laplace screening engine, compiled once per shape, on the same simulated trials
   as (b), with its decision agreement with (b);
-- (b) again on the same trials with other sampler seeds: how often NUTS agrees with
-  itself, the ceiling of (c)'s agreement with (b);
+- (b') (b) again on the same trials with other sampler seeds: how often NUTS agrees with
+  itself, and (c) with it;
 - (d) (b) on a Dask LocalCluster of 1 and of 2 worker processes, models compiled in every
-  worker before the clock starts.
+  worker before the clock starts; two rounds (1, 2, 1, 2 workers), the speed-up from the
+  summed times (a 2-core virtual machine's speed drifts by 10-20 % between minutes).
 
-Times include simulating the data. First calls (compilation) are reported separately.
-Run: ``.venv/bin/python benchmarks/power.py [--spec joint] [--replicates 30] [--naive 2]``.
+(a), (b) and (c) run interleaved, replicate by replicate, so that drift in the machine's
+speed affects them alike. Times include simulating the data. First calls (compilation) are reported separately.
+``--agreement-n 12 40`` also reports the decision agreements at other trial sizes (power
+there is further from 0.5, so fewer trials sit near the rule's bound).
+Run: ``.venv/bin/python -u benchmarks/power.py [--spec joint] [--replicates 30] [--naive 2]``.
 """
 
 from __future__ import annotations
@@ -70,32 +74,52 @@ def nuts_other_seed(spec, task: Task, rule: Rule) -> str | None:
     return rule.outcome(rule.probabilities(draws, spec))
 
 
-def naive(spec, design, count: int) -> float:
-    def one(r: int) -> None:
-        data = kb.simulate(design, kb.Truth(), seed=r)
-        with build_model(spec, model_inputs(spec, data)):
-            pm.sample(draws=500, tune=500, chains=2, cores=1, random_seed=r, progressbar=False)
+def agreement(b: list, b_again: list, c: list) -> str:
+    """Decision agreements of (c) with (b), of (c) with (b) at other sampler seeds, and of
+    (b) with itself, and the share of go decisions of each."""
+    b, b_again, c = (np.array(x, dtype=object) for x in (b, b_again, c))
+    go = ", ".join(f"{k} {np.mean(x == 'go'):.2f}" for k, x in [("(b)", b), ("(c)", c)])
+    return (f"(c) vs (b) {np.mean(c == b):.1%}, (c) vs (b') {np.mean(c == b_again):.1%}, "
+            f"(b) vs (b') {np.mean(b == b_again):.1%} of {b.size} trials; power {go}")  # fmt: skip
 
-    return timed(one, range(count))[0]
+
+def agreement_at(spec, n: int, rule: Rule, count: int) -> str:
+    design = kb.Design(n=n)
+    nuts, lap = tasks(spec, design, "nutpie", count), tasks(spec, design, "laplace", count)
+    b = [run_replicate(t, rule)["outcome"] for t in nuts]
+    b_again = [nuts_other_seed(spec, t, rule) for t in nuts]
+    c = [run_replicate(t, rule)["outcome"] for t in lap]
+    return agreement(b, b_again, c)
 
 
-def dask_speedup(spec, design, rule: Rule, count: int) -> dict[str, float]:
+def naive(spec, design, r: int) -> float:
+    """Seconds of one replicate of the naive loop."""
+    start = time.perf_counter()
+    data = kb.simulate(design, kb.Truth(), seed=r)
+    with build_model(spec, model_inputs(spec, data)):
+        pm.sample(**NUTS_DEFAULTS, cores=1, random_seed=r, progressbar=False)
+    return time.perf_counter() - start
+
+
+def dask_speedup(spec, design, rule: Rule, count: int, rounds: int = 2) -> dict[int, list]:
+    """Seconds per replicate of (b) on 1 and on 2 Dask workers, per round."""
     from dask.distributed import Client, LocalCluster
 
-    out = {}
-    for workers in (1, 2):
-        with (
-            LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                         dashboard_address=None) as cluster,
-            Client(cluster) as client,
-        ):  # fmt: skip
-            warm = tasks(spec, design, "nutpie", 1, seed=99)[0]
-            client.run(run_replicate, warm, rule)  # compile in every worker
-            todo = tasks(spec, design, "nutpie", count, seed=3)
-            start = time.perf_counter()
-            futures = client.map(run_replicate, todo, rule=rule, pure=False)
-            client.gather(futures)
-            out[workers] = (time.perf_counter() - start) / count
+    out: dict[int, list] = {1: [], 2: []}
+    for _ in range(rounds):
+        for workers in (1, 2):
+            with (
+                LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                             dashboard_address=None) as cluster,
+                Client(cluster) as client,
+            ):  # fmt: skip
+                warm = tasks(spec, design, "nutpie", 1, seed=99)[0]
+                client.run(run_replicate, warm, rule)  # compile in every worker
+                todo = tasks(spec, design, "nutpie", count, seed=3)
+                start = time.perf_counter()
+                futures = client.map(run_replicate, todo, rule=rule, pure=False)
+                client.gather(futures)
+                out[workers].append((time.perf_counter() - start) / count)
     return out
 
 
@@ -106,6 +130,8 @@ def main() -> None:
     parser.add_argument("--replicates", type=int, default=30, help="for (b), (c) and (d)")
     parser.add_argument("--naive", type=int, default=2, help="replicates of the naive loop")
     parser.add_argument("--skip-dask", action="store_true")
+    parser.add_argument("--agreement-n", type=int, nargs="*", default=[],
+                        help="other trial sizes at which to report decision agreement")  # fmt: skip
     args = parser.parse_args()
     logging.getLogger("kbayes").setLevel(logging.ERROR)
     logging.getLogger("pymc").setLevel(logging.ERROR)
@@ -113,18 +139,26 @@ def main() -> None:
     rule = Rule(RULES[args.spec])
     print(f"spec={args.spec} n={args.n} replicates={args.replicates} NUTS={NUTS_DEFAULTS}")
 
-    t_a = naive(spec, design, args.naive)
-    print(f"(a) naive loop:            {t_a:8.3f} s per replicate ({args.naive} replicates)")
-
-    nuts, lap = tasks(spec, design, "nutpie", args.replicates + 1), None
+    # (a), (b) and (c) interleaved, so that the machine's drift in speed (10-20 % between
+    # minutes on a shared 2-core virtual machine) affects them alike
+    nuts = tasks(spec, design, "nutpie", args.replicates + 1)
+    lap = tasks(spec, design, "laplace", args.replicates + 1)
     first_b, _ = timed(lambda t: run_replicate(t, rule), nuts[:1])
-    t_b, rec_b = timed(lambda t: run_replicate(t, rule), nuts[1:])
+    first_c, _ = timed(lambda t: run_replicate(t, rule), lap[:1])
+    naive_at = set(np.linspace(0, args.replicates, args.naive, endpoint=False).astype(int))
+    seconds, rec_b, rec_c = {"a": [], "b": [], "c": []}, [], []
+    for r, (b, c) in enumerate(zip(nuts[1:], lap[1:], strict=True)):
+        if r in naive_at:
+            seconds["a"].append(naive(spec, design, r))
+        for key, task, records in (("b", b, rec_b), ("c", c, rec_c)):
+            t, (record,) = timed(lambda t: run_replicate(t, rule), [task])
+            seconds[key].append(t)
+            records.append(record)
+    t_a, t_b, t_c = (float(np.mean(seconds[k])) for k in "abc")
+    print(f"(a) naive loop:            {t_a:8.3f} s per replicate ({args.naive} replicates)")
     print(
         f"(b) kbayes compiled once:  {t_b:8.3f} s per replicate (first, compiling: {first_b:.1f} s)"
     )
-    lap = tasks(spec, design, "laplace", args.replicates + 1)
-    first_c, _ = timed(lambda t: run_replicate(t, rule), lap[:1])
-    t_c, rec_c = timed(lambda t: run_replicate(t, rule), lap[1:])
     print(f"(c) Laplace engine:        {t_c:8.4f} s per replicate (first, compiling and "
           f"reference scales: {first_c:.1f} s)")  # fmt: skip
     same = np.array([a["outcome"] == c["outcome"] for a, c in zip(rec_b, rec_c, strict=True)])
@@ -137,14 +171,18 @@ def main() -> None:
           f"disagreements with the NUTS probability within 0.03 of the bound: "
           f"{(~same & near).sum()} of {(~same).sum()}; problem replicates (b) "
           f"{(~ok).sum()}, (c) {sum(r['problem'] for r in rec_c)}")  # fmt: skip
-    again = np.array([a["outcome"] == nuts_other_seed(spec, t, rule)
-                      for a, t in zip(rec_b, nuts[1:], strict=True)])  # fmt: skip
-    print(f"decision agreement of (b) with itself (same trials, other sampler seeds): "
-          f"{again.mean():.1%} of {again.size}: the ceiling of (c) vs (b)")  # fmt: skip
+    b_again = [nuts_other_seed(spec, t, rule) for t in nuts[1:]]
+    print(
+        "decision agreement, (b') = (b) on the same trials with other sampler seeds: "
+        + agreement([a["outcome"] for a in rec_b], b_again, [c["outcome"] for c in rec_c])
+    )
+    for n in args.agreement_n:
+        print(f"n = {n}: " + agreement_at(spec, n, rule, args.replicates))
     if not args.skip_dask:
         per = dask_speedup(spec, design, rule, args.replicates)
-        print(f"(d) Dask, compiled in workers: 1 worker {per[1]:.3f} s, 2 workers {per[2]:.3f} s "
-              f"per replicate; speed-up {per[1] / per[2]:.2f}x")  # fmt: skip
+        rounds = ", ".join(f"{a:.3f} / {b:.3f} s" for a, b in zip(per[1], per[2], strict=True))
+        print(f"(d) Dask, compiled in workers, s per replicate on 1 / 2 workers by round: "
+              f"{rounds}; speed-up {sum(per[1]) / sum(per[2]):.2f}x")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -30,10 +30,11 @@ unconstrained draws to the constrained parameters. Once per design point: the sc
 columns, and the mode and Hessian on a reference data set, whose Cholesky factor
 preconditions every fit.
 
-Per replicate: L-BFGS-B (scipy) in the preconditioned coordinates from the reference mode;
-the Hessian at the mode by central differences of the gradient, one pair of gradient calls
-per dense column or colour (the participant- and session-level parameters of different
-participants share colours); draws from the normal.
+Per replicate: L-BFGS-B (scipy) in the preconditioned coordinates from the reference mode,
+stopped near the mode (:data:`_FIT_GTOL`); the Hessian there by forward differences of the
+gradient, one gradient call per dense column or colour (the participant- and session-level
+parameters of different participants share colours); one Newton step with it to the mode;
+draws from the normal.
 
 Fixed scales ignore their uncertainty: on the joint model the intervals of glutamate-level
 estimands are about 10 % too narrow (docs/power.md, "How close it is to NUTS"). This is for

@@ -14,12 +14,12 @@ import functools
 import hashlib
 import json
 import math
-import operator
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
+from types import CodeType
 from typing import Any
 
 import numpy as np
@@ -157,14 +157,7 @@ class ModelSpec:
 
 
 # --- expressions -----------------------------------------------------------------------
-_BINARY = {
-    ast.Add: operator.add,
-    ast.Sub: operator.sub,
-    ast.Mult: operator.mul,
-    ast.Div: operator.truediv,
-    ast.Pow: operator.pow,
-}
-_UNARY = {ast.USub: operator.neg, ast.UAdd: operator.pos}
+_OPERATORS = (ast.Add, ast.Sub, ast.Mult, ast.Div, ast.Pow, ast.USub, ast.UAdd)
 _FUNCTIONS = {"exp": np.exp, "log": np.log, "abs": abs, "sqrt": np.sqrt}
 
 
@@ -179,8 +172,7 @@ def _names(expr: str) -> set[str]:
             ast.UnaryOp,
             ast.Call,
             ast.Load,
-            *_BINARY,
-            *_UNARY,
+            *_OPERATORS,
         )
         if not isinstance(node, allowed):
             raise ValueError(f"{type(node).__name__} is not allowed")
@@ -193,30 +185,19 @@ def _names(expr: str) -> set[str]:
 
 def evaluate(expr: str, scope: Mapping[str, Any]) -> Any:
     """Evaluate an arithmetic expression (+ - * / **, exp, log, abs, sqrt) over ``scope``."""
+    return eval(_compiled(expr), _GLOBALS, scope)  # safe: _compiled checked the grammar
 
-    def ev(node: ast.AST) -> Any:
-        match node:
-            case ast.Expression(body=body):
-                return ev(body)
-            case ast.Constant(value=value):
-                return value
-            case ast.Name(id=name):
-                return scope[name]
-            case ast.BinOp(left=left, op=op, right=right):
-                return _BINARY[type(op)](ev(left), ev(right))
-            case ast.UnaryOp(op=op, operand=operand):
-                return _UNARY[type(op)](ev(operand))
-            case ast.Call(func=ast.Name(id=fn), args=args):
-                return _FUNCTIONS[fn](*(ev(a) for a in args))
-        raise ValueError(f"cannot evaluate {ast.dump(node)}")
 
-    return ev(_parse(expr))
+_GLOBALS = {"__builtins__": {}, **_FUNCTIONS}
 
 
 @functools.cache
-def _parse(expr: str) -> ast.Expression:
-    """An expression's syntax tree, parsed once (estimands are evaluated per replicate)."""
-    return ast.parse(expr, mode="eval")
+def _compiled(expr: str) -> CodeType:
+    """An expression checked to be plain arithmetic (:func:`_names`), compiled once
+    (estimands are evaluated per replicate: walking the syntax tree took a tenth of a
+    Laplace replicate)."""
+    _names(expr)
+    return compile(ast.parse(expr, mode="eval"), "<expression>", "eval")
 
 
 # --- parsing ---------------------------------------------------------------------------
