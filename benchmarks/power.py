@@ -15,9 +15,9 @@ For one design (default: the ``joint`` spec, n = 26, the default Truth, NUTS wit
   summed times (a 2-core virtual machine's speed drifts by 10-20 % between minutes).
 
 (a), (b) and (c) run interleaved, replicate by replicate, so that drift in the machine's
-speed affects them alike. Times include simulating the data. First calls (compilation) are reported separately.
-``--agreement-n 12 40`` also reports the decision agreements at other trial sizes (power
-there is further from 0.5, so fewer trials sit near the rule's bound).
+speed affects them alike. Times include simulating the data. First calls (compilation)
+are reported separately. ``--agreement-n 12 40`` also reports the decision agreements at
+other trial sizes (power there is further from 0.5, so fewer trials sit near the bound).
 Run: ``.venv/bin/python -u benchmarks/power.py [--spec joint] [--replicates 30] [--naive 2]``.
 """
 

@@ -125,11 +125,17 @@ def fit(
 
 @app.command()
 @_friendly
-def check(result: Annotated[Path, typer.Argument(help="A saved result (.nc).")]) -> None:
-    """Convergence verdict and estimands of a saved result."""
+def check(
+    result: Annotated[Path, typer.Argument(help="A saved result (.nc).")],
+    strict: Annotated[bool, typer.Option(help="Exit with 1 on a warning too.")] = False,
+) -> None:
+    """Convergence verdict and estimands of a saved result; exit code 1 if the verdict is
+    "fail" (or, with --strict, "warn"), for scripts and CI."""
     from kbayes.results import load
 
-    _print_result(load(result))
+    verdict = _print_result(load(result))
+    if verdict.status == "fail" or (strict and verdict.status == "warn"):
+        raise typer.Exit(1)
 
 
 @app.command()

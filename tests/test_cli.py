@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+import xarray as xr
 from typer.testing import CliRunner
 
+import kbayes as kb
 from kbayes.cli import app
-from kbayes.results import load
+from kbayes.results import load, save
 
 runner = CliRunner()
 
@@ -46,12 +48,28 @@ def test_fit_then_check_round_trip(sim_dir, tmp_path):
     assert idata.attrs["spec_name"] == "improvement"
     assert idata.posterior.sizes["draw"] == 200
     check = invoke("check", saved)
-    assert check.exit_code == 0, check.output
+    status = kb.check(idata).status
+    assert check.exit_code == (status == "fail"), check.output
+    assert invoke("check", saved, "--strict").exit_code == (status != "ok")
     assert "slope_placebo" in check.output
     assert (out / "fit_improvement.html").is_file()  # fit writes the report next to the result
     again = invoke("report", saved, "--out", tmp_path / "again.md")
     assert again.exit_code == 0, again.output
     assert (tmp_path / "again.md").read_text().count("## ") >= 5
+
+
+def test_check_exit_code_follows_the_verdict(sim_dir, tmp_path):
+    """Chains stuck apart (R-hat far above 1.1) fail: exit 1, for scripts and CI."""
+    out = tmp_path / "res"
+    args = ("--draws", 100, "--tune", 100, "--chains", 2, "--seed", 2)
+    assert invoke("fit", sim_dir, "--model", "improvement", "--out", out, *args).exit_code == 0
+    idata = load(out / "fit_improvement.nc")
+    post = idata["posterior"].to_dataset()
+    post["gamma_N"] = post["gamma_N"] + 10.0 * post["chain"]  # the chains disagree
+    idata["posterior"] = xr.DataTree(post)
+    bad = save(idata, tmp_path / "stuck.nc")
+    check = invoke("check", bad)
+    assert check.exit_code == 1 and "FAIL" in check.output.upper(), check.output
 
 
 def test_demo_fits_the_example_and_writes_the_report(tmp_path):
