@@ -82,6 +82,16 @@ def test_loose_optimiser_and_newton_step_reach_the_mode(improvement_engine, monk
     for name, draws in tight.draws.items():
         gap = np.abs(loose.draws[name] - draws).max()
         assert gap < 3e-3 * draws.std(), f"{name}: {gap / draws.std():.1e} SD"
+    assert loose.converged and tight.converged
+
+
+def test_a_fit_stopped_far_from_the_mode_is_a_problem(improvement_engine, monkeypatch):
+    """An optimiser stopped at once (at the reference's mode, far from this data set's) is
+    not hidden by the Newton step: the fit is flagged, with the distance in SDs."""
+    _, eng, inputs = improvement_engine
+    monkeypatch.setattr(laplace, "_FIT_GTOL", 1e9)
+    fit = eng.fit(inputs[1], reference="ref", draws=100, seed=np.random.SeedSequence(2))
+    assert not fit.converged and "posterior SDs from the mode" in fit.message
 
 
 def test_latent_groups_are_the_conditionally_independent_random_effects(improvement_engine):
