@@ -131,16 +131,17 @@ def prior_predictive(
     Returns the drawn parameters (name -> value) and ``inputs`` with the observed arrays
     (``glx_observed``, ``improvement_observed``, ``item_score``) replaced by the drawn data;
     covariates, including the reported measurement SDs ``glx_se``, stay the design's.
-    Variables with an ordered transform are redrawn until ordered (:func:`_ordered`).
+    Variables with an ordered transform are redrawn until ordered
+    (:func:`kbayes.fit.ordered_variables`; PyMC's forward sampling ignores the transform).
     """
     from pymc.pytensorf import reseed_rngs
 
-    from kbayes.fit import compiled_model
+    from kbayes.fit import compiled_model, ordered_variables
 
     fn, rngs, names = _forward(spec, inputs)
     reseed_rngs(rngs, seed.generate_state(4).tolist())
     model = compiled_model(spec, inputs).model
-    ordered = _ordered(model)
+    ordered = ordered_variables(model)
     for _ in range(MAX_REDRAWS):
         values = dict(zip(names, fn(), strict=True))
         if all((np.diff(values[v], axis=-1) > 0).all() for v in ordered):
@@ -152,20 +153,6 @@ def prior_predictive(
         target = OBSERVED[rv.name]
         data[target] = np.asarray(values.pop(rv.name)).astype(inputs.data[target].dtype)
     return values, ModelInputs(coords=inputs.coords, data=data)
-
-
-def _ordered(model) -> list[str]:
-    """Free variables with an ordered transform (the item model's cutpoints).
-
-    PyMC's forward sampling ignores transforms: it draws the Normal cutpoints unordered
-    (89 % of draws of ``madrs_items``), while the model's density is that Normal restricted
-    to ordered vectors. Redrawing until ordered samples exactly the restricted prior.
-    """
-    import pymc as pm
-
-    kind = type(pm.distributions.transforms.ordered)
-    return [rv.name for rv in model.free_RVs
-            if isinstance(model.rvs_to_transforms.get(rv), kind)]  # fmt: skip
 
 
 # --- one simulation (runs on a worker) -------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import time
 from dataclasses import dataclass
 from importlib.metadata import version
@@ -24,6 +25,7 @@ from kbayes.data import TrialData
 from kbayes.spec import ModelSpec, load_spec
 
 SAMPLERS = ("nutpie", "pymc")
+log = logging.getLogger("kbayes")
 
 
 @dataclass
@@ -193,7 +195,8 @@ def fit(
     target_accept : float, default 0.9
         Target acceptance rate of NUTS step-size adaptation.
     prior : bool, default False
-        Also draw from the prior and prior predictive (groups ``prior``, ``prior_predictive``).
+        Also draw from the prior and prior predictive (groups ``prior``, ``prior_predictive``;
+        ordered cutpoints from their restricted prior, :func:`sample_prior`).
     log_likelihood : bool, default True
         Add the pointwise ``log_likelihood`` group (needed for LOO / ``kb.compare``).
     posterior_predictive : bool, default True
@@ -265,7 +268,7 @@ def fit(
             draws_used, model=pm_model, random_seed=rng_seed, progressbar=False
         )["posterior_predictive"]
     if prior:
-        prior_tree = pm.sample_prior_predictive(draws=draws, model=pm_model, random_seed=rng_seed)
+        prior_tree = sample_prior(pm_model, draws, rng_seed)
         for group in ("prior", "prior_predictive"):
             idata[group] = prior_tree[group]
     if "mrs" in spec.levels:  # block times for plots; set last, as PyMC rewrites constant_data
@@ -276,6 +279,48 @@ def fit(
     if first_stage is not None:
         idata.attrs["first_stage_hash"] = first_stage.attrs["spec_hash"]
     return idata
+
+
+def ordered_variables(model: pm.Model) -> list[str]:
+    """Free variables with an ordered transform (the item model's cutpoints)."""
+    kind = type(pm.distributions.transforms.ordered)
+    return [rv.name for rv in model.free_RVs
+            if isinstance(model.rvs_to_transforms.get(rv), kind)]  # fmt: skip
+
+
+def sample_prior(model: pm.Model, draws: int, seed: int) -> xr.DataTree:
+    """``draws`` draws of the prior and prior predictive (groups ``prior``,
+    ``prior_predictive``), as ``pm.sample_prior_predictive``.
+
+    PyMC's forward sampling ignores transforms: it draws a variable with an ordered transform
+    unordered (90 % of the item model's cutpoints), while the model's prior is that
+    distribution restricted to ordered vectors. Such models are drawn in batches and only
+    draws with every ordered variable ordered are kept (rejection sampling, exact); how many
+    were drawn is logged.
+    """
+    ordered = ordered_variables(model)
+    if not ordered:
+        return pm.sample_prior_predictive(draws=draws, model=model, random_seed=seed)
+    rng = np.random.default_rng(seed)
+    kept: list[xr.DataTree] = []
+    found = tried = 0
+    while found < draws:
+        rate = max(found, 1) / tried if tried else 1.0
+        batch = min(int((draws - found) / rate * 1.2) + 10, 5 * draws)  # memory: 5 x draws
+        if tried + batch > 1000 * draws:
+            raise RuntimeError(f"prior: {found} of {tried} draws have ordered {ordered}")
+        tree = pm.sample_prior_predictive(draws=batch, model=model, random_seed=rng)
+        ok = np.all([np.diff(tree.prior[v].values, axis=-1) > 0 for v in ordered], axis=(0, -1))
+        kept.append(tree.isel(draw=np.flatnonzero(ok[0])))  # one chain
+        found, tried = found + int(ok.sum()), tried + batch
+    log.info("prior: kept the %d of %d forward draws with ordered %s", found, tried, ordered)
+    out = {}
+    for group in ("prior", "prior_predictive"):
+        joined = xr.concat([t[group].to_dataset() for t in kept], dim="draw").isel(
+            draw=slice(draws)
+        )
+        out[group] = joined.assign_coords(draw=np.arange(draws))
+    return xr.DataTree.from_dict(out)
 
 
 def thinned(posterior: xr.Dataset, draws: int | None) -> xr.Dataset:
