@@ -112,6 +112,8 @@ class _Reference:
     precond: np.ndarray  # L^-1, L the lower Cholesky factor of H (free coordinates) there
     free: np.ndarray  # indices of the coordinates that are optimised
     colours: _Colouring  # of the Hessian over the free coordinates
+    drawn: np.ndarray  # which coordinates the draws use (:attr:`_draw_index`) are free
+    drawn_columns: np.ndarray  # identity columns picking those among the free coordinates
 
 
 @dataclass(frozen=True)
@@ -358,7 +360,9 @@ class LaplaceEngine:
             w, v = np.linalg.eigh(hess)
             chol = np.linalg.cholesky((v * np.maximum(w, 1e-8 * w.max())) @ v.T)
             precond = sla.solve_triangular(chol, np.eye(free.size), lower=True)
-        self.references[key] = _Reference(mode, precond, free, colours)
+        drawn = np.isin(self._draw_index, free)
+        columns = np.eye(free.size)[:, np.searchsorted(free, self._draw_index[drawn])]
+        self.references[key] = _Reference(mode, precond, free, colours, drawn, columns)
 
     def _marginal_mode(self, x: np.ndarray, free, index, colours) -> np.ndarray:
         """The fixed coordinates at the maximum of their Laplace-approximate marginal
@@ -418,13 +422,11 @@ class LaplaceEngine:
             # Newton decrement: the step's length in posterior SDs, 0.09-0.18 on 40 joint
             # trials; beyond 1 the quadratic model is not to be trusted
             decrement = float(np.sqrt(max(grad[ref.free] @ newton, 0.0)))
-            idx = self._draw_index
-            is_free = np.isin(idx, ref.free)
-            pos = np.searchsorted(ref.free, idx[is_free])
-            cov = sla.cho_solve((chol, True), np.eye(ref.free.size)[:, pos])[pos]
-            x = np.tile(mode[idx], (draws, 1))
-            z = np.random.default_rng(seed).standard_normal((draws, int(is_free.sum())))
-            x[:, is_free] += z @ np.linalg.cholesky(cov).T
+            cols = ref.drawn_columns
+            cov = cols.T @ sla.cho_solve((chol, True), cols)
+            x = np.tile(mode[self._draw_index], (draws, 1))
+            z = np.random.default_rng(seed).standard_normal((draws, cols.shape[1]))
+            x[:, ref.drawn] += z @ np.linalg.cholesky(cov).T
         values = dict(zip(self._draw_names, self._draw_map(x), strict=True))
         estimands = {k: np.asarray(v) for k, v in self.spec.estimand_values(values).items()}
         ok = bool(res.success) and all(np.isfinite(v).all() for v in estimands.values())
