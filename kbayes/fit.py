@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import threading
 import time
 from dataclasses import dataclass
 from importlib.metadata import version
@@ -35,6 +36,9 @@ class _Compiled:
 
 
 _CACHE: dict[tuple, _Compiled] = {}
+#: Held while a model is built or compiled, or data are set into it: a Dask worker may run
+#: several replicates in threads, and each model is to be compiled once per process.
+_CACHE_LOCK = threading.Lock()
 #: How many times a model was compiled for nutpie in this process (tests assert on it).
 compile_count = {"nutpie": 0}
 
@@ -42,21 +46,23 @@ compile_count = {"nutpie": 0}
 def compiled_model(spec: ModelSpec, inputs: ModelInputs) -> _Compiled:
     """The cached model for (spec, data shape), with ``inputs``'s data set into it."""
     key = (spec.hash, inputs.shape)
-    entry = _CACHE.get(key)
-    if entry is None:
-        entry = _CACHE[key] = _Compiled(build_model(spec, inputs))
-    else:
-        with entry.model:
-            pm.set_data(inputs.data, coords=inputs.coords)
+    with _CACHE_LOCK:
+        entry = _CACHE.get(key)
+        if entry is None:
+            entry = _CACHE[key] = _Compiled(build_model(spec, inputs))
+        else:
+            with entry.model:
+                pm.set_data(inputs.data, coords=inputs.coords)
     return entry
 
 
 def _nutpie_model(entry: _Compiled, inputs: ModelInputs):
     import nutpie
 
-    if entry.nutpie is None:
-        entry.nutpie = nutpie.compile_pymc_model(entry.model)
-        compile_count["nutpie"] += 1
+    with _CACHE_LOCK:
+        if entry.nutpie is None:
+            entry.nutpie = nutpie.compile_pymc_model(entry.model)
+            compile_count["nutpie"] += 1
     used = {var.name for var in entry.nutpie.shared_var_keys}  # a spec may leave data unused
     updated = entry.nutpie.with_data(**{k: v for k, v in inputs.data.items() if k in used})
     return dataclasses.replace(updated, _coords={**updated._coords, **inputs.coords})

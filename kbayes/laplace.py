@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -65,6 +66,7 @@ from kbayes.spec import ModelSpec, parse_spec
 #: Compilations of a Laplace engine in this process (tests assert on it).
 compile_count = {"laplace": 0}
 _ENGINES: dict[tuple, LaplaceEngine] = {}
+_ENGINES_LOCK = threading.Lock()
 _FD_STEP = 1e-5  # relative step of the finite-difference Hessian (unconstrained units)
 #: A replicate's optimiser stops at this preconditioned gradient (up to 0.15 posterior SD
 #: from the mode on the joint model); one Newton step with the Hessian, which the covariance
@@ -135,6 +137,9 @@ class LaplaceEngine:
     spec: ModelSpec
     inputs: ModelInputs
     references: dict = field(default_factory=dict)
+    #: Fits and preparations take turns: they set data into the model's shared variables,
+    #: and a Dask worker may run several replicates in threads.
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.fit_spec = noncentred(self.spec)
@@ -332,8 +337,11 @@ class LaplaceEngine:
         the mode at those scales on ``inputs[0]``, are preconditioned by its Hessian, and do
         not depend on what was fitted before them.
         """
-        if key in self.references:
-            return
+        with self._lock:
+            if key not in self.references:
+                self.references[key] = self._reference(inputs, scales)
+
+    def _reference(self, inputs: Sequence[ModelInputs], scales: dict | None) -> _Reference:
         value_names = list(self.scale_names.values())
         index = np.array([self._slices[n].start for n in value_names], dtype=int)
         free = np.setdiff1d(np.arange(self.x0.size), index)
@@ -362,7 +370,7 @@ class LaplaceEngine:
             precond = sla.solve_triangular(chol, np.eye(free.size), lower=True)
         drawn = np.isin(self._draw_index, free)
         columns = np.eye(free.size)[:, np.searchsorted(free, self._draw_index[drawn])]
-        self.references[key] = _Reference(mode, precond, free, colours, drawn, columns)
+        return _Reference(mode, precond, free, colours, drawn, columns)
 
     def _marginal_mode(self, x: np.ndarray, free, index, colours) -> np.ndarray:
         """The fixed coordinates at the maximum of their Laplace-approximate marginal
@@ -404,7 +412,10 @@ class LaplaceEngine:
         seed : numpy.random.SeedSequence
             Seeds the draws.
         """
-        ref = self.references[reference]
+        with self._lock:
+            return self._fit(inputs, self.references[reference], draws, seed)
+
+    def _fit(self, inputs: ModelInputs, ref: _Reference, draws: int, seed) -> LaplaceFit:
         self.set_data(inputs)
         with _one_blas_thread():
             mode, res = self._optimise(ref.mode, ref.free, ref.precond, gtol=_FIT_GTOL)
@@ -475,6 +486,7 @@ def _greedy_colours(rows: np.ndarray, columns: np.ndarray) -> list[np.ndarray]:
 def engine(spec: ModelSpec, inputs: ModelInputs) -> LaplaceEngine:
     """The cached :class:`LaplaceEngine` of this process for (spec, data shape)."""
     key = (spec.hash, inputs.shape)
-    if key not in _ENGINES:
-        _ENGINES[key] = LaplaceEngine(spec, inputs)
-    return _ENGINES[key]
+    with _ENGINES_LOCK:
+        if key not in _ENGINES:
+            _ENGINES[key] = LaplaceEngine(spec, inputs)
+        return _ENGINES[key]

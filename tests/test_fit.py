@@ -361,3 +361,20 @@ def test_prior_draws_of_ordered_cutpoints_are_the_restricted_prior(example):
     again = sample_prior(model, 300, seed=4)
     np.testing.assert_array_equal(again.prior["cutpoints"], tree.prior["cutpoints"])
     np.testing.assert_array_equal(again.prior_predictive["items"], tree.prior_predictive["items"])
+
+
+def test_threads_build_and_compile_a_shape_once():
+    """A Dask worker may run replicates in threads: a new shape is built and compiled once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from kbayes.fit import _nutpie_model, compiled_model
+    from kbayes.power import simulate_inputs
+
+    spec = kb.load_spec("improvement")
+    inputs = simulate_inputs(spec, kb.Design(n=7), kb.Truth(), np.random.SeedSequence(1))
+    before = compiles()
+    with ThreadPoolExecutor(3) as pool:
+        entries = list(pool.map(lambda _: compiled_model(spec, inputs), range(3)))
+        list(pool.map(lambda e: _nutpie_model(e, inputs), entries))
+    assert entries[0] is entries[1] is entries[2]
+    assert compiles() - before == 1

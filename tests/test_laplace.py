@@ -44,6 +44,24 @@ def test_compiled_once_per_shape_and_new_data_are_read(improvement_engine):
     np.testing.assert_array_equal(again.draws["ntx_imp_direct"], fits[0].draws["ntx_imp_direct"])
 
 
+def test_fits_from_threads_equal_serial_fits(improvement_engine):
+    """A Dask worker may run several replicates at once in threads; new data are set into
+    the engine's shared variables, so its fits take turns and give the serial answers."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    _, eng, inputs = improvement_engine
+
+    def fit(k: int) -> np.ndarray:
+        seed = np.random.SeedSequence(k)
+        return eng.fit(inputs[k % 3], reference="ref", draws=200, seed=seed).draws["ntx_imp_direct"]
+
+    serial = [fit(k) for k in range(12)]
+    with ThreadPoolExecutor(4) as pool:
+        threaded = list(pool.map(fit, range(12)))
+    for k in range(12):
+        np.testing.assert_array_equal(threaded[k], serial[k], err_msg=f"fit {k}")
+
+
 def test_scales_fixed_at_reference_and_held(improvement_engine):
     eng = improvement_engine[1]
     ref = eng.references["ref"]
