@@ -58,50 +58,78 @@ def model_inputs(spec: ModelSpec, data: TrialData, dglx: np.ndarray | None = Non
     ``dglx`` replaces the observed per-session glutamate change (ratio units), e.g. with a
     first-stage posterior mean in the two-stage model.
     """
-    return tables_to_inputs(spec, data.participants, data.sessions, data.mrs, data.config, dglx)
-
-
-def tables_to_inputs(
-    spec: ModelSpec,
-    participants: pd.DataFrame,
-    sessions: pd.DataFrame,
-    mrs: pd.DataFrame,
-    config: TrialConfig,
-    dglx: np.ndarray | None = None,
-) -> ModelInputs:
-    """:func:`model_inputs` from tables that are valid and sorted as :class:`TrialData`
-    holds them. Nothing is validated here: this is the fast path for simulated replicates."""
+    participants, sessions, mrs, config = data.participants, data.sessions, data.mrs, data.config
     ids = participants["participant"].tolist()
     index = {p: k for k, p in enumerate(ids)}
-    sex = dict(zip(participants["participant"], participants["sex"], strict=True))
+    male = dict(zip(participants["participant"], participants["sex"] == config.sexes[1],
+                    strict=True))  # fmt: skip
     sp, sq = sessions["participant"].to_numpy(), sessions["period"].to_numpy()
-    labels = [f"{p}/{q}" for p, q in zip(sp, sq, strict=True)]
-    coords = {"participant": ids, "session": labels}
+    s_index = {pq: k for k, pq in enumerate(zip(sp, sq, strict=True))}
+    mp, mq = mrs["participant"].to_numpy(), mrs["period"].to_numpy()
+    coords, arrays = coded_arrays(
+        spec,
+        config,
+        ids=ids,
+        session_participant=np.array([index[p] for p in sp], dtype=np.int64),
+        period=sq,
+        active=(sessions["condition"] == config.active).to_numpy(),
+        male=np.array([male[p] for p in sp], dtype=bool),
+        madrs_baseline=sessions["madrs_baseline"].to_numpy(float),
+        madrs_day1=sessions["madrs_day1"].to_numpy(float),
+        mrs_session=np.array([s_index[pq] for pq in zip(mp, mq, strict=True)], np.int64),
+        block=mrs["block"].to_numpy(),
+        time_min=mrs["time_min"].to_numpy(float),
+        glx_ratio=mrs["glx_ratio"].to_numpy(float),
+        crlb=mrs["crlb"].to_numpy(float),
+        dglx=dglx,
+    )
+    if "items" in spec.levels:
+        coords |= _item_arrays(config, sessions, coords["session"], arrays)
+    return ModelInputs(coords=coords, data=arrays)
+
+
+def coded_arrays(
+    spec: ModelSpec,
+    config: TrialConfig,
+    *,
+    ids: list[str],
+    session_participant: np.ndarray,
+    period: np.ndarray,
+    active: np.ndarray,
+    male: np.ndarray,
+    madrs_baseline: np.ndarray,
+    madrs_day1: np.ndarray,
+    mrs_session: np.ndarray,
+    block: np.ndarray,
+    time_min: np.ndarray,
+    glx_ratio: np.ndarray,
+    crlb: np.ndarray,
+    dglx: np.ndarray | None = None,
+) -> tuple[dict[str, list], dict[str, np.ndarray]]:
+    """Coords and ``pm.Data`` arrays of ``spec`` (not the item level) from per-session
+    arrays (participant index, period, pretreatment and sex flags, MADRS totals) and
+    per-block arrays (session index, block number, time in min, Glx/tNAA ratio, CRLB in %).
+    The coding of every covariate lives here: validated tables and power's simulated arrays
+    both come through it."""
+    labels = [f"{ids[i]}/{q}" for i, q in zip(session_participant, period, strict=True)]
+    coords: dict[str, list] = {"participant": list(ids), "session": labels}
+    p = np.asarray(period, float)
     arrays: dict[str, np.ndarray] = {
-        "session_participant": np.array([index[p] for p in sp], dtype=np.int64),
-        "c": (sessions["condition"] == config.active).to_numpy(float),
-        "m": np.where(np.array([sex[p] for p in sp]) == config.sexes[1], 0.5, -0.5),
-        "p": sq.astype(float) - (sq.min() + sq.max()) / 2,
+        "session_participant": session_participant,
+        "c": np.asarray(active, float),
+        "m": np.where(male, 0.5, -0.5),
+        "p": p - (p.min() + p.max()) / 2,
     }
-    s_index = {lab: k for k, lab in enumerate(labels)}
-    mp, mq, mb = mrs["participant"].to_numpy(), mrs["period"].to_numpy(), mrs["block"].to_numpy()
-    m_session = np.array([s_index[f"{p}/{q}"] for p, q in zip(mp, mq, strict=True)], np.int64)
-    y = mrs["glx_ratio"].to_numpy(float)
-    g = infusion_profile(mrs["time_min"], spec.profile, config.infusion_min)
+    g = infusion_profile(time_min, spec.profile, config.infusion_min)
     if "mrs" in spec.levels:
-        coords["mrs_obs"] = [f"{p}/{q}/{b}" for p, q, b in zip(mp, mq, mb, strict=True)]
-        arrays |= {
-            "mrs_session": m_session,
-            "g": g,
-            "glx_observed": y,
-            "glx_se": mrs["crlb"].to_numpy(float) / 100 * y,
-        }
+        coords["mrs_obs"] = [f"{labels[k]}/{b}" for k, b in zip(mrs_session, block, strict=True)]
+        arrays |= {"mrs_session": mrs_session, "g": g, "glx_observed": glx_ratio,
+                   "glx_se": crlb / 100 * glx_ratio}  # fmt: skip
     if "improvement" in spec.levels:
-        base = sessions["madrs_baseline"].to_numpy(float)
-        arrays["improvement_observed"] = base - sessions["madrs_day1"].to_numpy(float)
-        arrays["baseline_c"] = base - spec.constants["baseline_center"]
+        arrays["improvement_observed"] = madrs_baseline - madrs_day1
+        arrays["baseline_c"] = madrs_baseline - spec.constants["baseline_center"]
         if spec.delta != "latent":
-            obs = session_change(m_session, g, y, len(labels)) if dglx is None else dglx
+            obs = session_change(mrs_session, g, glx_ratio, len(labels)) if dglx is None else dglx
             obs = np.asarray(obs, float)
             if np.isnan(obs).any():
                 bad = [labels[k] for k in np.flatnonzero(np.isnan(obs))]
@@ -111,9 +139,7 @@ def tables_to_inputs(
                     "glutamate change for them; use the joint model, which handles them"
                 )
             arrays["dglx_obs"] = obs
-    if "items" in spec.levels:
-        coords |= _item_arrays(config, sessions, labels, arrays)
-    return ModelInputs(coords=coords, data=arrays)
+    return coords, arrays
 
 
 def _item_arrays(

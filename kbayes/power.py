@@ -37,8 +37,8 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
-from kbayes.build import ModelInputs, model_inputs
-from kbayes.data import TrialData, infusion_profile, session_change
+from kbayes.build import ModelInputs, coded_arrays, model_inputs
+from kbayes.data import TrialData, infusion_profile
 from kbayes.errors import ConfigError
 from kbayes.rules import Rule, as_rule
 from kbayes.simulate import Design, Truth, _draw_arrays, _tables, from_table, participant_ids
@@ -215,34 +215,25 @@ def simulate_inputs(
         tables = simulate_tables(design, truth, seed, spec.profile)
         return model_inputs(spec, TrialData(*tables, config=design.config))
     a = _fixed_count_draw(design, truth, seed, spec.profile)
-    cfg, t = design.config, np.asarray(design.block_times)
-    ids = participant_ids(design.n)
     i, s = np.nonzero(a["seen"])
-    labels = [f"{p}/{q}" for p, q in zip(ids[i], s + 1, strict=True)]
     session_of = np.cumsum(a["seen"].ravel()).reshape(a["seen"].shape) - 1
     bi, bs, bb = np.nonzero(a["seen"][..., None] & a["block_seen"])
-    coords = {"participant": list(ids), "session": labels}
-    period = s + 1.0
-    arrays = {
-        "session_participant": i.astype(np.int64),
-        "c": a["c"][i, s],
-        "m": np.where(a["female"][i], -0.5, 0.5),
-        "p": period - (period.min() + period.max()) / 2,
-    }
-    m_session = session_of[bi, bs].astype(np.int64)
-    y, g = a["glx"][bi, bs, bb], infusion_profile(t[bb], spec.profile, cfg.infusion_min)
-    if "mrs" in spec.levels:
-        coords["mrs_obs"] = [f"{labels[k]}/{b + 1}" for k, b in zip(m_session, bb, strict=True)]
-        arrays |= {"mrs_session": m_session, "g": g, "glx_observed": y,
-                   "glx_se": a["crlb"][bi, bs, bb] / 100 * y}  # fmt: skip
-    if "improvement" in spec.levels:
-        base = a["base"][i, s]
-        arrays["improvement_observed"] = base - a["day1"][i, s]
-        arrays["baseline_c"] = base - spec.constants["baseline_center"]
-        if spec.delta != "latent":
-            arrays["dglx_obs"] = session_change(m_session, g, y, len(labels))
-            if np.isnan(arrays["dglx_obs"]).any():  # the tables' path says which sessions
-                return model_inputs(spec, TrialData(*_tables(design, a)[0], config=cfg))
+    coords, arrays = coded_arrays(
+        spec,
+        design.config,
+        ids=list(participant_ids(design.n)),
+        session_participant=i.astype(np.int64),
+        period=s + 1,
+        active=a["c"][i, s],
+        male=~a["female"][i],
+        madrs_baseline=a["base"][i, s],
+        madrs_day1=a["day1"][i, s],
+        mrs_session=session_of[bi, bs].astype(np.int64),
+        block=bb + 1,
+        time_min=np.asarray(design.block_times, float)[bb],
+        glx_ratio=a["glx"][bi, bs, bb],
+        crlb=a["crlb"][bi, bs, bb],
+    )
     return ModelInputs(coords=coords, data=arrays)
 
 
