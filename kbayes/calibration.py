@@ -136,7 +136,7 @@ def prior_predictive(
     """
     from pymc.pytensorf import reseed_rngs
 
-    from kbayes.fit import compiled_model, ordered_variables
+    from kbayes.fit import compiled_model, is_ordered, ordered_variables
 
     fn, rngs, names = _forward(spec, inputs)
     reseed_rngs(rngs, seed.generate_state(4).tolist())
@@ -144,7 +144,7 @@ def prior_predictive(
     ordered = ordered_variables(model)
     for _ in range(MAX_REDRAWS):
         values = dict(zip(names, fn(), strict=True))
-        if all((np.diff(values[v], axis=-1) > 0).all() for v in ordered):
+        if is_ordered(values, ordered):
             break
     else:
         raise RuntimeError(f"no prior draw with ordered {ordered} in {MAX_REDRAWS} tries")

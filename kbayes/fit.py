@@ -12,6 +12,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib.metadata import version
 from typing import Any
@@ -294,6 +295,12 @@ def ordered_variables(model: pm.Model) -> list[str]:
             if isinstance(model.rvs_to_transforms.get(rv), kind)]  # fmt: skip
 
 
+def is_ordered(values: Mapping[str, np.ndarray], names: list[str]) -> np.ndarray:
+    """Per draw (the leading axes of ``values[name]``), whether every variable of ``names``
+    increases strictly along its last axis (True for no names)."""
+    return np.logical_and.reduce([np.all(np.diff(values[v], axis=-1) > 0, axis=-1) for v in names])
+
+
 def sample_prior(model: pm.Model, draws: int, seed: int) -> xr.DataTree:
     """``draws`` draws of the prior and prior predictive (groups ``prior``,
     ``prior_predictive``), as ``pm.sample_prior_predictive``.
@@ -316,7 +323,7 @@ def sample_prior(model: pm.Model, draws: int, seed: int) -> xr.DataTree:
         if tried + batch > 1000 * draws:
             raise RuntimeError(f"prior: {found} of {tried} draws have ordered {ordered}")
         tree = pm.sample_prior_predictive(draws=batch, model=model, random_seed=rng)
-        ok = np.all([np.diff(tree.prior[v].values, axis=-1) > 0 for v in ordered], axis=(0, -1))
+        ok = is_ordered({v: tree.prior[v].values for v in ordered}, ordered)
         kept.append(tree.isel(draw=np.flatnonzero(ok[0])))  # one chain
         found, tried = found + int(ok.sum()), tried + batch
     log.info("prior: kept the %d of %d forward draws with ordered %s", found, tried, ordered)
