@@ -40,6 +40,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -48,7 +49,17 @@ import numpy as np
 import pandas as pd
 
 from kbayes.build import ModelInputs, model_inputs
-from kbayes.power import ESS_MIN, NUTS_DEFAULTS, RHAT_MAX, _child, _execute, _hash, _spec, _write
+from kbayes.power import (
+    ESS_MIN,
+    NUTS_DEFAULTS,
+    RHAT_MAX,
+    _child,
+    _execute,
+    _hash,
+    _spec,
+    _write,
+    seed_record,
+)
 from kbayes.spec import ModelSpec, load_spec
 
 #: Central interval masses whose coverage is reported.
@@ -70,6 +81,8 @@ SIM_COLUMNS = ("sim", "divergences", "max_rhat", "worst_rhat", "min_ess", "worst
 #: Observed variable -> the ``pm.Data`` holding its values (names of kbayes.build).
 OBSERVED = {"glx": "glx_observed", "improvement": "improvement_observed", "items": "item_score"}
 _PROBS = tuple(p for lv in LEVELS for p in ((1 - lv) / 2, (1 + lv) / 2))
+
+log = logging.getLogger("kbayes")
 
 
 # --- the per-simulation statistics (pure functions) ------------------------------------
@@ -256,8 +269,8 @@ def run_simulation(task: SimTask, setup: Setup) -> dict:
         diag = {"divergences": 0, "max_rhat": np.nan, "min_ess": np.nan, "problem": True,
                 "message": f"{type(exc).__name__}: {exc}"}  # fmt: skip
     return {"point": task.point, "rep": task.sim, "sim": task.sim, "thin": setup.thin,
-            **diag, "seconds": time.perf_counter() - start,
-            "quantities": quantities}  # fmt: skip
+            **diag, "seconds": time.perf_counter() - start, "quantities": quantities,
+            "seed": seed_record(task.seed)}  # fmt: skip
 
 
 # --- tables ----------------------------------------------------------------------------
@@ -582,6 +595,9 @@ def calibrate(
             records[k] = json.loads(done[k].read_text())
         else:
             tasks.append(SimTask(key, k, _child(root, k)))
+    if records:
+        log.warning("resuming: %d of %d simulations already done (store %s)",
+                    len(records), sims, folder)  # fmt: skip
     start = time.perf_counter()
     for record in _execute(
         tasks, setup, client, workers, progress, run=run_simulation, label="simulations"

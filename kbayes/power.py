@@ -28,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -45,6 +46,7 @@ from kbayes.simulate import Design, Truth, _draw_arrays, _tables, from_table, pa
 from kbayes.spec import ModelSpec, load_spec, parse_spec
 
 ENGINES = ("nutpie", "laplace")
+log = logging.getLogger("kbayes")
 #: Sampler settings of a power replicate (shorter than a full fit).
 NUTS_DEFAULTS = {"draws": 500, "tune": 500, "chains": 2, "target_accept": 0.9}
 #: Draws of a Laplace replicate: independent, so their Monte-Carlo error on a rule's
@@ -335,6 +337,7 @@ def run_replicate(task: Task, rule: Rule) -> dict:
         "summary": summary, "probabilities": probs,
         "outcome": rule.outcome(probs) if probs else None,
         **diag, "seconds": seconds,
+        "seed": seed_record(task.seed),
     }  # fmt: skip
 
 
@@ -379,6 +382,12 @@ def _laplace(spec, inputs, task: Task, seed) -> tuple[dict, dict]:
 
 
 # --- store -----------------------------------------------------------------------------
+def seed_record(seed: np.random.SeedSequence) -> dict[str, Any]:
+    """A replicate's seed as stored in its record, to refit it by hand:
+    ``np.random.SeedSequence(r["entropy"], spawn_key=r["spawn_key"])``."""
+    return {"entropy": seed.entropy, "spawn_key": list(seed.spawn_key)}
+
+
 def _child(seed: np.random.SeedSequence, *key: int) -> np.random.SeedSequence:
     """Child ``key`` of ``seed`` (the seed itself for no key), without mutating ``seed``.
 
@@ -538,6 +547,9 @@ def power(
             ss = np.random.SeedSequence(seed, spawn_key=(int(key[:8], 16), r))
             tasks.append(Task(spec.source, rkey, r, d, prior.draw(_child(ss, 0)), reference,
                               ss, engine, settings, target))  # fmt: skip
+    if records:
+        log.warning("resuming: %d of %d replicates already done (store %s)",
+                    len(records), len(records) + len(tasks), folder)  # fmt: skip
     for record in _execute(tasks, rule, client, workers, progress):
         records[(record["point"], record["rep"])] = record
         if folder:

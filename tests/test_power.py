@@ -7,6 +7,7 @@ NUTS versions of the statistical checks are marked slow.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -23,15 +24,19 @@ import xarray as xr
 
 import kbayes as kb
 from kbayes.build import model_inputs
+from kbayes.rules import as_rule
 from kbayes.power import (
+    LAPLACE_DRAWS,
     PosteriorTruth,
     PredictiveTruth,
     PriorTruth,
     design_grid,
     plot_power,
     power,
+    Task,
     read_replicates,
     run_file,
+    run_replicate,
     simulate_inputs,
     simulate_tables,
 )
@@ -159,6 +164,23 @@ def test_store_resume_and_grid_independence(tmp_path):
     record = json.loads(files[-1].read_text())
     assert record["engine"] == "laplace" and set(record["probabilities"]) == {RULE}
     assert len(read_replicates(tmp_path)) == 24
+
+
+def test_stored_seed_refits_the_replicate_and_resume_is_logged(tmp_path, caplog):
+    kwargs = {"replicates": 3, "seed": 5, "n": [12], "store": tmp_path, **FAST}
+    power(kb.Design(), kb.Truth(), RULE, **kwargs)
+    record = json.loads(sorted(tmp_path.glob("*/r*.json"))[1].read_text())
+    ss = np.random.SeedSequence(record["seed"]["entropy"], spawn_key=record["seed"]["spawn_key"])
+    spec = kb.load_spec("improvement")
+    design = dataclasses.replace(kb.Design(), n=12)
+    task = Task(spec.source, record["point"], record["rep"], design, kb.Truth(), kb.Truth(),
+                ss, "laplace", {"draws": LAPLACE_DRAWS}, "ntx_imp_direct")  # fmt: skip
+    again = run_replicate(task, as_rule(RULE))
+    assert again["summary"] == record["summary"]
+    assert again["probabilities"] == record["probabilities"]
+    with caplog.at_level("WARNING", logger="kbayes"):
+        power(kb.Design(), kb.Truth(), RULE, **kwargs)
+    assert "resuming: 3 of 3 replicates already done" in caplog.text
 
 
 def test_go_nogo_rates_sum_to_one():
