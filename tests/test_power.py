@@ -24,22 +24,22 @@ import xarray as xr
 
 import kbayes as kb
 from kbayes.build import model_inputs
-from kbayes.rules import as_rule
 from kbayes.power import (
     LAPLACE_DRAWS,
     PosteriorTruth,
     PredictiveTruth,
     PriorTruth,
+    Task,
     design_grid,
     plot_power,
     power,
-    Task,
     read_replicates,
     run_file,
     run_replicate,
     simulate_inputs,
     simulate_tables,
 )
+from kbayes.rules import as_rule
 
 RULE = "P(ntx_imp_direct < 0) > 0.95"
 FAST = {"model": "improvement", "engine": "laplace", "client": "serial", "progress": False}
