@@ -123,7 +123,7 @@ def _forward(spec: ModelSpec, inputs: ModelInputs):
 
     from kbayes.fit import compiled_model
 
-    model = compiled_model(spec, inputs).model
+    model = compiled_model(spec, inputs).full
     key = (spec.hash, inputs.shape)
     if key not in _FORWARD:
         outs = [*model.free_RVs, *(d for d in model.deterministics if d.ndim == 0),
@@ -153,7 +153,7 @@ def prior_predictive(
 
     fn, rngs, names = _forward(spec, inputs)
     reseed_rngs(rngs, seed.generate_state(4).tolist())
-    model = compiled_model(spec, inputs).model
+    model = compiled_model(spec, inputs).full
     ordered = ordered_variables(model)
     for _ in range(MAX_REDRAWS):
         values = dict(zip(names, fn(), strict=True))

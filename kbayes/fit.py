@@ -22,7 +22,13 @@ import numpy as np
 import pymc as pm
 import xarray as xr
 
-from kbayes.build import ModelInputs, build_model, model_inputs
+from kbayes.build import (
+    ModelInputs,
+    build_model,
+    draw_integrated,
+    latent_conditional,
+    model_inputs,
+)
 from kbayes.data import TrialData
 from kbayes.spec import ModelSpec, load_spec
 
@@ -32,8 +38,16 @@ log = logging.getLogger("kbayes")
 
 @dataclass
 class _Compiled:
-    model: pm.Model
+    model: pm.Model  # what NUTS samples: spec.integrate's effects integrated out
+    full: pm.Model  # the generative model: forward draws, log-likelihood, predictive checks
     nutpie: Any = None  # nutpie CompiledModel, made on first nutpie use
+    conditional: Any = None  # kbayes.build.latent_conditional, made on first use
+
+    def latent_conditional(self):
+        with _CACHE_LOCK:
+            if self.conditional is None and "latent_mean" in self.model.named_vars:
+                self.conditional = latent_conditional(self.model)
+        return self.conditional
 
 
 _CACHE: dict[tuple, _Compiled] = {}
@@ -50,10 +64,13 @@ def compiled_model(spec: ModelSpec, inputs: ModelInputs) -> _Compiled:
     with _CACHE_LOCK:
         entry = _CACHE.get(key)
         if entry is None:
-            entry = _CACHE[key] = _Compiled(build_model(spec, inputs))
+            model = build_model(spec, inputs)
+            full = build_model(spec, inputs, integrated=False) if spec.integrate else model
+            entry = _CACHE[key] = _Compiled(model, full)
         else:
-            with entry.model:
-                pm.set_data(inputs.data, coords=inputs.coords)
+            for model in {id(m): m for m in (entry.model, entry.full)}.values():
+                with model:
+                    pm.set_data(inputs.data, coords=inputs.coords)
     return entry
 
 
@@ -89,7 +106,9 @@ def sample(
     cores: int | None = None,
     save_warmup: bool = True,
 ) -> tuple[xr.DataTree, pm.Model]:
-    """Sample the posterior of ``spec`` on ``inputs``; returns the DataTree and the model.
+    """Sample the posterior of ``spec`` on ``inputs``; returns the DataTree and the full
+    (generative) model. Offsets integrated out for sampling (``spec.integrate``) are drawn
+    afterwards from their exact conditional posterior, so the DataTree holds every variable.
 
     ``save_warmup=False`` leaves out the tuning draws (groups ``warmup_*``), which power and
     calibration replicates never read.
@@ -113,7 +132,7 @@ def sample(
             cores=cores or chains,
             save_warmup=save_warmup,
         )
-        pm.backends.arviz.patch_nutpie_idata(idata, entry.model, time.perf_counter() - start)
+        pm.backends.arviz.patch_nutpie_idata(idata, entry.full, time.perf_counter() - start)
     else:
         idata = pm.sample(
             draws=draws,
@@ -128,8 +147,28 @@ def sample(
             discard_tuned_samples=not save_warmup,
             compute_convergence_checks=False,
         )
+        if spec.integrate:  # the observations are those of the full model
+            arviz = pm.backends.arviz
+            coords, dims = arviz.coords_and_dims_for_inferencedata(entry.full)
+            observed = arviz.dict_to_dataset(
+                arviz.find_observations(entry.full), inference_library=pm, coords=coords,
+                dims=dims, sample_dims=[],
+            )  # fmt: skip
+            idata["observed_data"] = xr.DataTree(observed)
+    if spec.integrate:
+        post = idata.posterior.to_dataset()
+        values = {k: post[k].to_numpy() for k in post.data_vars}
+        rng = np.random.default_rng([seed, 1])  # stream 1 of the seed: the offsets
+        drawn = draw_integrated(spec, inputs, values, rng, entry.latent_conditional())
+        dims = entry.full.named_vars_to_dims
+        for name, value in drawn.items():
+            post[name] = (("chain", "draw", *dims[name]), value)
+        post = post.assign_coords(
+            {k: list(inputs.coords[k]) for k in post.dims if k in inputs.coords}
+        )
+        idata["posterior"] = xr.DataTree(post.assign_attrs(idata.posterior.attrs))
     idata.posterior.attrs["sampling_seconds"] = time.perf_counter() - start
-    return idata, entry.model
+    return idata, entry.full
 
 
 def sample_scalars(

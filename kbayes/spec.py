@@ -66,6 +66,13 @@ LEVEL_OUTPUTS: dict[str, tuple[str, ...]] = {
     "items": ("imp_reference_female", "imp_reference_male", "imp_active_female", "imp_active_male"),
 }
 LEVELS = tuple(LEVEL_PARAMETERS)
+#: Random effects the model builder can integrate out of the likelihood exactly (normal
+#: offsets with a numeric mean, linear-Gaussian in the fMRS level), per level.
+INTEGRABLE: dict[str, tuple[str, ...]] = {
+    "mrs": ("a", "a_session"),
+    "glutamate": ("u", "e"),
+    "improvement": ("v",),
+}
 DELTA_SOURCES = ("latent", "observed", "two_stage")
 TOP_KEYS = {
     "schema_version": int,
@@ -78,6 +85,7 @@ TOP_KEYS = {
     "profile": str,
     "measurement_error": bool,
     "correlated_effects": bool,
+    "integrate": list,
     "ci_prob": float,
     "constants": dict,
     "terms": dict,
@@ -120,6 +128,7 @@ class ModelSpec:
     profile: str
     measurement_error: bool
     correlated_effects: bool
+    integrate: tuple[str, ...]
     ci_prob: float
     constants: dict[str, float]
     terms: dict[str, tuple[str, ...]]
@@ -315,6 +324,24 @@ def parse_spec(source: dict, origin: str = "<dict>") -> ModelSpec:
         if not {"glutamate", "improvement"} <= set(levels):
             errors.append("correlated_effects: needs the glutamate and improvement levels")
         needed.add("uv_rho")
+    integrate = tuple(source.get("integrate", ()))
+    integrable = {e for lv in levels for e in INTEGRABLE.get(lv, ())}
+    for name in integrate:
+        prior = priors.get(name)
+        if name not in integrable:
+            errors.append(
+                f"integrate: {name!r} cannot be integrated out in this model "
+                f"(can: {', '.join(sorted(integrable)) or 'none'})"
+            )
+        elif prior is not None and (
+            prior.distribution != "Normal"
+            or not isinstance(prior.parameters.get("mu"), int | float)
+        ):
+            errors.append(f"integrate: {name!r} needs a Normal prior with a numeric mu")
+    if len({"u", "e"} & set(integrate)) == 1:
+        errors.append("integrate: 'u' and 'e' are integrated out together or not at all")
+    if source.get("correlated_effects") and len({"u", "v"} & set(integrate)) == 1:
+        errors.append("integrate: correlated 'u' and 'v' are integrated out together or not at all")
     given = set(source.get("priors", {}))  # a bad prior is reported above, not as missing
     errors += [
         f"priors.{p}: missing (needed by this model's levels and terms)"
@@ -371,6 +398,7 @@ def parse_spec(source: dict, origin: str = "<dict>") -> ModelSpec:
         profile=source.get("profile", "step"),
         measurement_error=source.get("measurement_error", True),
         correlated_effects=source.get("correlated_effects", False),
+        integrate=integrate,
         ci_prob=ci_prob,
         constants=constants,
         terms=terms,

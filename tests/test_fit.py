@@ -378,3 +378,32 @@ def test_threads_build_and_compile_a_shape_once():
         list(pool.map(lambda e: _nutpie_model(e, inputs), entries))
     assert entries[0] is entries[1] is entries[2]
     assert compiles() - before == 1
+
+
+def test_integrating_the_effects_keeps_the_posterior(example):
+    """Same model, same posterior: the joint model sampled with every effect (a, a_session,
+    u, e, v) as a NUTS parameter and with them integrated out (then drawn from their
+    conditional) agree on every estimand, effect and SD within Monte-Carlo error."""
+    import arviz_stats as azs
+
+    from kbayes.build import model_inputs
+    from kbayes.fit import add_estimands, sample
+    from kbayes.spec import parse_spec
+
+    spec = kb.load_spec("joint")
+    assert set(spec.integrate) == {"a", "a_session", "u", "e", "v"}
+    sampled = parse_spec({k: v for k, v in spec.source.items() if k != "integrate"}, "sampled")
+    posts = []
+    for s in (spec, sampled):
+        dt, _ = sample(s, model_inputs(s, example), draws=1000, tune=1000, chains=4, seed=3,
+                       progress=False, cores=2)  # fmt: skip
+        add_estimands(dt, s, example)
+        posts.append(dt.posterior.to_dataset())
+    names = [*spec.estimands, "a", "a_session", "u", "e", "v", "delta", "sigma_mrs", "a_sigma",
+             "a_session_sigma", "u_sigma", "e_sigma", "v_sigma", "sigma_y", "nu"]  # fmt: skip
+    for method in ("mean", "sd"):
+        stat = [getattr(p[names], method.replace("sd", "std"))(("chain", "draw")) for p in posts]
+        err = [azs.mcse(p[names], method=method) for p in posts]
+        for name in names:
+            z = (stat[0][name] - stat[1][name]) / np.hypot(err[0][name], err[1][name])
+            assert float(np.abs(z).max()) < 4.5, (method, name, float(np.abs(z).max()))
