@@ -22,14 +22,9 @@ import numpy as np
 import pymc as pm
 import xarray as xr
 
-from kbayes.build import (
-    ModelInputs,
-    build_model,
-    draw_integrated,
-    latent_conditional,
-    model_inputs,
-)
+from kbayes.build import ModelInputs, build_model, model_inputs
 from kbayes.data import TrialData
+from kbayes.marginal import draw_integrated, latent_conditional
 from kbayes.spec import ModelSpec, load_spec
 
 SAMPLERS = ("nutpie", "pymc")
@@ -41,7 +36,7 @@ class _Compiled:
     model: pm.Model  # what NUTS samples: spec.integrate's effects integrated out
     full: pm.Model  # the generative model: forward draws, log-likelihood, predictive checks
     nutpie: Any = None  # nutpie CompiledModel, made on first nutpie use
-    conditional: Any = None  # kbayes.build.latent_conditional, made on first use
+    conditional: Any = None  # kbayes.marginal.latent_conditional, made on first use
 
     def latent_conditional(self):
         with _CACHE_LOCK:
