@@ -234,7 +234,7 @@ def build_model(spec: ModelSpec, inputs: ModelInputs, *, integrated: bool = True
         pi = d["session_participant"]
         c, m, p = d["c"], d["m"], d["p"]
         effects = _participant_effects(spec, integrate)
-        latent = LatentLayout.of(spec, integrate, len(inputs.coords.get("period", ())))
+        latent = LatentLayout.of(integrate, len(inputs.coords.get("period", ())))
         delta = None  # the session change, without its integrated parts
         if "glutamate" in spec.levels:
             delta = _linear(
@@ -272,8 +272,8 @@ def build_model(spec: ModelSpec, inputs: ModelInputs, *, integrated: bool = True
 
 
 def _participant_effects(spec: ModelSpec, integrate: tuple[str, ...]) -> dict[str, Any]:
-    """The participant and session effects u, e, v that are sampled (0 for those
-    integrated out, whose SDs are created instead; ``sd`` and ``rho`` hold them)."""
+    """The participant and session effects u, e, v: the sampled ones as variables, the
+    integrated ones as their prior mean (their SDs, and rho, are created under ``sd``)."""
     out: dict[str, Any] = {"sd": {}}
     if spec.correlated_effects and not {"u", "v"} <= set(integrate):
         out["u"], out["v"] = participant_effects(spec)

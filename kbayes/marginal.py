@@ -33,16 +33,15 @@ class LatentLayout:
     v: int | None
     slots: int
     size: int
-    names: tuple[str, ...]
 
     @classmethod
-    def of(cls, spec: ModelSpec, integrate: tuple[str, ...], slots: int) -> LatentLayout:
+    def of(cls, integrate: tuple[str, ...], slots: int) -> LatentLayout:
+        """The layout for the effects in ``integrate`` and ``slots`` periods."""
         k, index = 0, {}
         for name, width in (("u", 1), ("e", slots), ("v", 1)):
             if name in integrate:
                 index[name], k = k, k + width
-        names = tuple(n for n in ("u", "e", "v") if n in index)
-        return cls(index.get("u"), index.get("e"), index.get("v"), slots, k, names)
+        return cls(index.get("u"), index.get("e"), index.get("v"), slots, k)
 
     @property
     def delta(self) -> bool:
@@ -319,7 +318,7 @@ def draw_integrated(
     lead = values["alpha0"].shape if "alpha0" in values else values["sigma_y"].shape
     values = dict(values)
     out: dict[str, np.ndarray] = {}
-    layout = LatentLayout.of(spec, spec.integrate, len(inputs.coords.get("period", ())))
+    layout = LatentLayout.of(spec.integrate, len(inputs.coords.get("period", ())))
     sds = {n: _sd_draws(spec, n, values, lead) for n in ("u", "e", "v", "a", "a_session")
            if n in spec.integrate}  # fmt: skip
     if layout.size:
