@@ -141,18 +141,29 @@ def _numeric(
     return _column(ok, expected)
 
 
-def _schemas(config: TrialConfig, items: list[str]) -> dict[str, pa.DataFrameSchema]:
+def _schemas(
+    config: TrialConfig, items: list[str], tables: dict[str, pd.DataFrame]
+) -> dict[str, pa.DataFrameSchema]:
     """Per-column rules of each table; ``items`` are the item columns present in sessions."""
     score = _numeric(f"a whole number 0-{config.score_max}", 0, config.score_max, whole=True)
     item = _numeric(f"a whole number 0-{config.item_max}", 0, config.item_max, whole=True)
     period = _numeric("a whole number >= 1", 1, whole=True)
     participant = _column(lambda s: s.astype(str).str.strip() != "", "a non-empty participant ID")
 
-    def codes(values: tuple[str, ...]) -> pa.Column:
+    def codes(field: str, table: str, column: str) -> pa.Column:
+        values = getattr(config, field)
         ok = lambda s: s.astype(str).isin(list(values))  # noqa: E731
-        return _column(ok, "one of " + ", ".join(map(repr, values)))
+        expected = f"one of {', '.join(map(repr, values))} (TrialConfig.{field})"
+        if column in tables[table]:
+            found = tuple(sorted(tables[table][column].dropna().astype(str).unique()))
+            if len(found) == len(values):
+                order = " (reference first)" if field == "conditions" else ""
+                expected += (f"; to use the codes found, pass "
+                             f"config=kb.TrialConfig({field}={found!r}){order}")  # fmt: skip
+        return _column(ok, expected)
 
-    sessions = {"participant": participant, "period": period, "condition": codes(config.conditions)}
+    sessions = {"participant": participant, "period": period,
+                "condition": codes("conditions", "sessions", "condition")}  # fmt: skip
     mrs = {
         "participant": participant,
         "period": period,
@@ -163,7 +174,7 @@ def _schemas(config: TrialConfig, items: list[str]) -> dict[str, pa.DataFrameSch
     }
     return {
         "participants": pa.DataFrameSchema(
-            {"participant": participant, "sex": codes(config.sexes)}
+            {"participant": participant, "sex": codes("sexes", "participants", "sex")}
         ),
         "sessions": pa.DataFrameSchema(
             sessions | {"madrs_baseline": score, "madrs_day1": score} | dict.fromkeys(items, item)
@@ -202,7 +213,8 @@ def _shape_problems(tables: dict[str, pd.DataFrame], config: TrialConfig) -> lis
 def _column_problems(tables: dict[str, pd.DataFrame], config: TrialConfig) -> list[str]:
     """Stage 2: pandera's failure cases, one line per column and rule."""
     problems = []
-    for name, schema in _schemas(config, _item_columns(tables["sessions"], config)).items():
+    items = _item_columns(tables["sessions"], config)
+    for name, schema in _schemas(config, items, tables).items():
         try:
             schema.validate(tables[name], lazy=True)
         except pa.errors.SchemaErrors as exc:
@@ -263,6 +275,10 @@ def _row_problems(t: dict[str, pd.DataFrame], config: TrialConfig) -> list[str]:
         *_unknown("sessions", s, "participants", p, ["participant"]),
         *_unknown("mrs", m, "sessions", s, ["participant", "period"]),
     ]
+    if len(m) and (m["crlb"] <= 1).all():
+        problems += _problem("mrs", "crlb", (
+            "CRLB in percent (0-999); every value is at most 1, which looks like fractions "
+            "(0.05 for 5 %): convert with mrs['crlb'] = 100 * mrs['crlb']"))  # fmt: skip
     ordered = m.sort_values(IDS)
     before = ordered.groupby(IDS[:2])["time_min"].shift()
     rows = before.index[ordered["time_min"] <= before]

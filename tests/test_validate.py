@@ -482,3 +482,28 @@ def test_participant_without_sessions_is_reported(make_tables):
     ]
     assert pd.isna(row["period"]).all()
     assert "kept: no sessions (1)" in data.summary()
+
+
+def test_crlb_given_as_fractions_is_refused_with_the_conversion(make_tables):
+    t = make_tables()
+    t["mrs"]["crlb"] = t["mrs"]["crlb"] / 100
+    with pytest.raises(DataError, match=r"column 'crlb'.*percent.*100 \* mrs\['crlb'\]"):
+        validate_tables(**t, config=TrialConfig())
+    t["mrs"].loc[0, "crlb"] = 4.0  # one value in percent: not all fractions, accepted
+    validate_tables(**t, config=TrialConfig())
+
+
+def test_unknown_codes_name_the_config_field_and_the_call_that_accepts_them(make_tables):
+    t = make_tables()
+    t["participants"]["sex"] = t["participants"]["sex"].map({"female": "F", "male": "M"})
+    with pytest.raises(DataError) as err:
+        validate_tables(**t, config=TrialConfig())
+    assert "TrialConfig.sexes" in str(err.value)
+    assert "config=kb.TrialConfig(sexes=('F', 'M'))" in str(err.value)
+    validate_tables(**t, config=TrialConfig(sexes=("F", "M")))  # the call it suggests accepts them
+    t = make_tables()
+    t["sessions"]["condition"] = t["sessions"]["condition"].map(
+        {"placebo": "PBO", "naltrexone": "NTX"}
+    )
+    with pytest.raises(DataError, match=r"TrialConfig.conditions.*conditions=\('NTX', 'PBO'\)"):
+        validate_tables(**t, config=TrialConfig())
