@@ -102,7 +102,7 @@ def sample(
     save_warmup: bool = True,
 ) -> tuple[xr.DataTree, pm.Model]:
     """Sample the posterior of ``spec`` on ``inputs``; returns the DataTree and the full
-    (generative) model. Offsets integrated out for sampling (``spec.integrate``) are drawn
+    (generative) model. Effects integrated out for sampling (``spec.integrate``) are drawn
     afterwards from their exact conditional posterior, so the DataTree holds every variable.
 
     ``save_warmup=False`` leaves out the tuning draws (groups ``warmup_*``), which power and
@@ -153,7 +153,7 @@ def sample(
     if spec.integrate:
         post = idata.posterior.to_dataset()
         values = {k: post[k].to_numpy() for k in post.data_vars}
-        rng = np.random.default_rng([seed, 1])  # stream 1 of the seed: the offsets
+        rng = np.random.default_rng([seed, 1])  # stream 1 of the seed: the integrated effects
         drawn = draw_integrated(spec, inputs, values, rng, entry.latent_conditional())
         dims = entry.full.named_vars_to_dims
         for name, value in drawn.items():
