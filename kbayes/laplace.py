@@ -36,9 +36,13 @@ gradient, one gradient call per dense column or colour (the participant- and ses
 parameters of different participants share colours); one Newton step with it to the mode;
 draws from the normal.
 
-Fixed scales ignore their uncertainty: on the joint model the intervals of glutamate-level
-estimands are about 10 % too narrow (docs/power.md, "How close it is to NUTS"). This is for
-screening large grids; NUTS gives the final answer (compare their decisions).
+A spec whose effects are integrated out (``integrate``; the joint model) has no latent
+random effects left, so the approximation is over its scalars (and Student-t weights) and
+the correction is empty. Fixed scales ignore their uncertainty: intervals of the joint
+model's `indirect` and `slope_placebo` are about a quarter too narrow on the example
+(docs/power.md), and a design point's replicates share the scales of its reference trials,
+so the screen's error rates vary between seeds at small n. This is for screening large
+grids; NUTS gives the final answer (compare their decisions).
 """
 
 from __future__ import annotations
