@@ -26,7 +26,7 @@ demo: $(VENV)/.installed
 test: $(VENV)/.installed chromium
 	$(PY) -m pytest -m "not slow" -q
 
-# Headless Chromium for the report rendering test (tests/test_report.py). Installed only when
+# Headless Chromium for the report rendering test (tests/test_reporting.py). Installed only when
 # missing, as root, with apt-get; otherwise (or if the install fails) that test skips, saying why.
 chromium:
 	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \

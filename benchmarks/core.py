@@ -4,7 +4,7 @@ Both are the same model (``docs/models.md``, "How the model is sampled"); only t
 ``integrate`` list differs. Measured in one run, on the same data and seeds:
 
 - a fit of the bundled example (4 chains x 1000 draws after 1000 tuning steps, 2 cores):
-  wall time of ``kbayes.fit.sample`` (for the integrated core this includes drawing the
+  wall time of ``kbayes.sampling.sample`` (for the integrated core this includes drawing the
   effects afterwards), leapfrog steps per iteration, min bulk ESS over the scalar
   parameters and its rate;
 - power replicates at the default design (n = 26, default Truth, power's NUTS settings,
@@ -23,7 +23,7 @@ import pandas as pd
 
 import kbayes as kb
 from kbayes.build import model_inputs
-from kbayes.fit import sample
+from kbayes.sampling import sample
 from kbayes.spec import parse_spec
 
 

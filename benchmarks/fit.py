@@ -21,7 +21,7 @@ import pymc as pm
 
 import kbayes as kb
 from kbayes.build import build_model, model_inputs
-from kbayes.fit import sample
+from kbayes.sampling import sample
 
 
 def min_bulk_ess(idata) -> float:

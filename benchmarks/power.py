@@ -32,7 +32,7 @@ import pymc as pm
 
 import kbayes as kb
 from kbayes.build import build_model, model_inputs
-from kbayes.power import (
+from kbayes.planning import (
     LAPLACE_DRAWS,
     NUTS_DEFAULTS,
     Task,

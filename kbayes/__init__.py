@@ -6,15 +6,13 @@ import pytensor
 
 from kbayes import plots, published
 from kbayes.calibration import Calibration, calibrate
-from kbayes.compare import compare
+from kbayes.comparison import compare
 from kbayes.config import TrialConfig
 from kbayes.data import TrialData
 from kbayes.diagnostics import Problem, Verdict, check
 from kbayes.errors import ConfigError, DataError, SpecError
-from kbayes.estimands import estimands
-from kbayes.fit import fit
 from kbayes.meta import MetaAnalysis, meta_analysis
-from kbayes.power import (
+from kbayes.planning import (
     PosteriorTruth,
     PredictiveTruth,
     PriorTruth,
@@ -34,10 +32,12 @@ from kbayes.published.convert import (
 )
 from kbayes.readers import parse_fsl_mrs, parse_lcmodel, read_fsl_mrs, read_lcmodel
 from kbayes.reanalysis import NormalPrior, plot_reanalysis, prior_set, reanalyse
-from kbayes.report import report
+from kbayes.reporting import report
 from kbayes.rules import GoNoGo, Rule
-from kbayes.simulate import Design, SimulatedTruth, Truth, load_example, simulate
+from kbayes.sampling import fit
+from kbayes.simulation import Design, SimulatedTruth, Truth, load_example, simulate
 from kbayes.spec import ModelSpec, builtin_specs, load_spec
+from kbayes.summaries import estimands
 
 __version__ = version("kbayes")
 

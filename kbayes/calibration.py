@@ -5,7 +5,7 @@ For each simulation k (Talts et al. 2018, doi:10.48550/arXiv.1804.06788):
 1. draw every parameter from the spec's prior, and data from the prior predictive, on one
    fixed trial design (the covariates: participants, sexes, sequences, block times, CRLBs,
    baselines; by default the bundled example's);
-2. fit the simulated data with the compiled-once nutpie model (:func:`kbayes.fit.sample`;
+2. fit the simulated data with the compiled-once nutpie model (:func:`kbayes.sampling.sample`;
    every simulation has the design's data shape, so a process compiles the spec once);
 3. rank the prior draw among ``thin`` equally spaced posterior draws, for every scalar
    parameter, every element of the small vector parameters (cutpoints, item locations)
@@ -25,7 +25,7 @@ coverage with its Monte-Carlo SE.
   bulk ESS below 100 (ranked quantities), or one that raised, is a *problem* simulation:
   counted, reported, and left out of the tables (``uniformity`` also gives the p-value
   with problem simulations included, ``p_value_all``, to show whether leaving them out matters).
-* **Store, resume, parallel.** The store and the runner of :mod:`kbayes.power`: one JSON
+* **Store, resume, parallel.** The store and the runner of :mod:`kbayes.planning`: one JSON
   file per finished simulation, a rerun skips those present; serially or on Dask.
 * **two_stage.** Stage 1 (its ``first_stage`` spec) is drawn from its prior and fitted; the
   posterior-mean glutamate change is then the covariate of stage 2, whose parameters and
@@ -49,7 +49,7 @@ import numpy as np
 import pandas as pd
 
 from kbayes.build import ModelInputs, model_inputs
-from kbayes.power import (
+from kbayes.planning import (
     ESS_MIN,
     NUTS_DEFAULTS,
     RHAT_MAX,
@@ -121,7 +121,7 @@ def _forward(spec: ModelSpec, inputs: ModelInputs):
     from pymc.sampling.forward import compile_forward_sampling_function
     from pytensor.tensor.random.type import RandomGeneratorType
 
-    from kbayes.fit import compiled_model
+    from kbayes.sampling import compiled_model
 
     model = compiled_model(spec, inputs).full
     key = (spec.hash, inputs.shape)
@@ -145,11 +145,11 @@ def prior_predictive(
     (``glx_observed``, ``improvement_observed``, ``item_score``) replaced by the drawn data;
     covariates, including the reported measurement SDs ``glx_se``, stay the design's.
     Variables with an ordered transform are redrawn until ordered
-    (:func:`kbayes.fit.ordered_variables`; PyMC's forward sampling ignores the transform).
+    (:func:`kbayes.sampling.ordered_variables`; PyMC's forward sampling ignores the transform).
     """
     from pymc.pytensorf import reseed_rngs
 
-    from kbayes.fit import compiled_model, is_ordered, ordered_variables
+    from kbayes.sampling import compiled_model, is_ordered, ordered_variables
 
     fn, rngs, names = _forward(spec, inputs)
     reseed_rngs(rngs, seed.generate_state(4).tolist())
@@ -191,7 +191,7 @@ class SimTask:
 
 
 def _fit(spec, inputs, seed, settings):
-    from kbayes.fit import sample
+    from kbayes.sampling import sample
 
     dt, model = sample(spec, inputs, seed=int(seed.generate_state(1)[0] >> 1), progress=False,
                        cores=1, save_warmup=False, **settings)  # fmt: skip
@@ -484,12 +484,12 @@ class Calibration:
 def _template(design: Any, spec: ModelSpec, seed: int):
     """The trial whose covariates every simulation shares.
 
-    From a Design: one trial of :func:`kbayes.power.simulate_tables` (fixed-count dropout and
+    From a Design: one trial of :func:`kbayes.planning.simulate_tables` (fixed-count dropout and
     missing blocks, so the data shape depends on the design only, not on ``seed``).
     """
     from kbayes.data import TrialData
-    from kbayes.power import simulate_tables
-    from kbayes.simulate import Design, Truth, load_example
+    from kbayes.planning import simulate_tables
+    from kbayes.simulation import Design, Truth, load_example
 
     if design is None:
         return load_example()

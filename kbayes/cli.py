@@ -61,7 +61,7 @@ def _fit_and_save(data, model: str, out: Path, name: str, **kwargs) -> Path:
 def _print_result(idata) -> kb.Verdict:
     """Print the verdict and the estimand table; returns the verdict."""
     from kbayes.diagnostics import check
-    from kbayes.estimands import estimands
+    from kbayes.summaries import estimands
 
     verdict = check(idata)
     console.print(verdict)
@@ -165,7 +165,7 @@ def simulate(
 ) -> None:
     """Simulate a trial (defaults shaped like Jelen et al. 2025) and write its tables."""
     import kbayes as kb
-    from kbayes.simulate import from_table
+    from kbayes.simulation import from_table
 
     spec = tomllib.loads(design.read_text()) if design else {}
     unknown = set(spec) - {"design", "truth"}
@@ -194,7 +194,7 @@ def power(
     serial: Annotated[bool, typer.Option(help="Run in this process, without Dask.")] = False,
 ) -> None:
     """Power or assurance over a design grid: table (power.csv) and curves (power.png)."""
-    from kbayes.power import run_file
+    from kbayes.planning import run_file
 
     table, csv, png = run_file(
         design, out=out, scheduler=scheduler, workers=workers, store=store, serial=serial

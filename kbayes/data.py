@@ -32,7 +32,7 @@ from kbayes.errors import DataError
 from kbayes.validate import as_numbers, validate_tables
 
 if TYPE_CHECKING:
-    from kbayes.simulate import SimulatedTruth
+    from kbayes.simulation import SimulatedTruth
 
 log = logging.getLogger("kbayes")
 

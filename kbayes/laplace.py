@@ -64,7 +64,7 @@ from pytensor.graph.traversal import ancestors
 from threadpoolctl import ThreadpoolController
 
 from kbayes.build import ModelInputs
-from kbayes.fit import compiled_model
+from kbayes.sampling import compiled_model
 from kbayes.spec import ModelSpec, parse_spec
 
 #: Compilations of a Laplace engine in this process (tests assert on it).

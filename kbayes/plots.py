@@ -33,8 +33,8 @@ import xarray as xr
 from matplotlib.figure import Figure
 
 from kbayes.data import infusion_profile
-from kbayes.estimands import estimands
 from kbayes.spec import ModelSpec, parse_spec
+from kbayes.summaries import estimands
 
 #: The call that adds each group, quoted in errors.
 _HOW = {

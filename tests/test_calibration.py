@@ -29,7 +29,7 @@ from kbayes.calibration import (
     uniformity,
 )
 from kbayes.cli import app
-from kbayes.fit import compile_count
+from kbayes.sampling import compile_count
 
 #: Small, short runs: the machinery, not the statistics.
 TINY = {"design": kb.Design(n=8), "draws": 300, "tune": 300, "chains": 2, "thin": 50,

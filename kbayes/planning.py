@@ -42,7 +42,7 @@ from kbayes.build import ModelInputs, coded_arrays, model_inputs
 from kbayes.data import TrialData, infusion_profile
 from kbayes.errors import ConfigError
 from kbayes.rules import Rule, as_rule
-from kbayes.simulate import Design, Truth, _draw_arrays, _tables, from_table, participant_ids
+from kbayes.simulation import Design, Truth, _draw_arrays, _tables, from_table, participant_ids
 from kbayes.spec import ModelSpec, load_spec, parse_spec
 
 ENGINES = ("nutpie", "laplace")
@@ -348,7 +348,7 @@ def _nuts(spec, inputs, seed, settings, used: tuple[str, ...]) -> tuple[dict, di
     (chain, draw): DataTree and xarray overheads were a quarter of a short fit."""
     from arviz_stats.base import array_stats
 
-    from kbayes.fit import sample_scalars
+    from kbayes.sampling import sample_scalars
 
     scalars, divergences, model = sample_scalars(
         spec, inputs, seed=int(seed.generate_state(1)[0] >> 1), **settings

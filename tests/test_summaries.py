@@ -12,7 +12,7 @@ import xarray as xr
 from scipy import stats
 
 import kbayes as kb
-from kbayes.estimands import estimands
+from kbayes.summaries import estimands
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ import xarray as xr
 from scipy import stats
 
 import kbayes as kb
-from kbayes.compare import compare
+from kbayes.comparison import compare
 from kbayes.spec import parse_spec
 
 RANK_COLUMNS = ["rank", "elpd", "se", "elpd_diff", "dse", "p_worse", "weight", "n_high_k"]

@@ -44,8 +44,8 @@ from matplotlib.figure import Figure
 from kbayes import plots
 from kbayes.data import TrialData
 from kbayes.diagnostics import Verdict, check
-from kbayes.estimands import estimands
 from kbayes.spec import MODELS_DIR, builtin_specs, load_spec
+from kbayes.summaries import estimands
 
 #: Section ids, in report order.
 SECTIONS = ("data", "spec", "verdict", "estimands", "sensitivity", "plots", "versions")

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from kbayes.data import TABLES
-from kbayes.simulate import (
+from kbayes.simulation import (
     BASELINE_CENTER,
     DELTA_CENTER,
     DELTA_SCALE,
@@ -24,7 +23,6 @@ from kbayes.simulate import (
     split_items,
 )
 
-HAS_SPEC = importlib.util.find_spec("kbayes.spec") is not None
 TRUTH = Truth()
 
 
@@ -240,7 +238,6 @@ def test_truth_params_and_hand_computed_estimands():
     assert p["beta_N"] + p["beta_NM"] / 2 == pytest.approx(-0.03)  # men
 
 
-@pytest.mark.skipif(not HAS_SPEC, reason="kbayes.spec not written yet")
 def test_truth_estimands_agree_with_the_joint_spec():
     """Truth.estimands (via the spec) matches the hand computation and the constants."""
     from kbayes.spec import load_spec

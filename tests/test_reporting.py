@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from kbayes.report import SECTIONS, report
+from kbayes.reporting import SECTIONS, report
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 IMG = re.compile(r'<img [^>]*src="data:image/png;base64,([A-Za-z0-9+/=]+)"')

@@ -325,7 +325,7 @@ def test_sample_scalars_gives_the_draws_of_sample(example, joint_example_fit):
     """Power replicates read scalar draws from nutpie's raw trace: the same draws and
     divergences as the DataTree of ``sample`` with the same seed, tuning left out."""
     from kbayes.build import model_inputs
-    from kbayes.fit import sample, sample_scalars
+    from kbayes.sampling import sample, sample_scalars
 
     spec = kb.load_spec("joint")
     inputs = model_inputs(spec, example)
@@ -344,7 +344,7 @@ def test_prior_draws_of_ordered_cutpoints_are_the_restricted_prior(example):
     the prior group holds draws of the Normal restricted to ordered vectors: all ordered,
     with that distribution's means (numpy rejection sampler), reproducible by seed."""
     from kbayes.build import build_model, model_inputs
-    from kbayes.fit import sample_prior
+    from kbayes.sampling import sample_prior
 
     spec = kb.load_spec("madrs_items")
     model = build_model(spec, model_inputs(spec, example))
@@ -367,8 +367,8 @@ def test_threads_build_and_compile_a_shape_once():
     """A Dask worker may run replicates in threads: a new shape is built and compiled once."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from kbayes.fit import _nutpie_model, compiled_model
-    from kbayes.power import simulate_inputs
+    from kbayes.planning import simulate_inputs
+    from kbayes.sampling import _nutpie_model, compiled_model
 
     spec = kb.load_spec("improvement")
     inputs = simulate_inputs(spec, kb.Design(n=7), kb.Truth(), np.random.SeedSequence(1))
@@ -387,7 +387,7 @@ def test_integrating_the_effects_keeps_the_posterior(example):
     import arviz_stats as azs
 
     from kbayes.build import model_inputs
-    from kbayes.fit import add_estimands, sample
+    from kbayes.sampling import add_estimands, sample
     from kbayes.spec import parse_spec
 
     spec = kb.load_spec("joint")

@@ -24,7 +24,7 @@ import xarray as xr
 
 import kbayes as kb
 from kbayes.build import model_inputs
-from kbayes.power import (
+from kbayes.planning import (
     LAPLACE_DRAWS,
     PosteriorTruth,
     PredictiveTruth,
@@ -196,7 +196,7 @@ def test_go_nogo_rates_sum_to_one():
 def test_nuts_compiles_once_and_counts_problem_replicates():
     """NUTS replicates of one shape share one compiled model; a replicate whose chains are
     too short (bulk ESS < 100) is a problem: counted, and left out of the rates."""
-    from kbayes.fit import compile_count
+    from kbayes.sampling import compile_count
 
     kwargs = {"n": [12], "seed": 8, "model": "improvement", "client": "serial",
               "progress": False}  # fmt: skip
@@ -212,7 +212,7 @@ def test_nuts_compiles_once_and_counts_problem_replicates():
 
 
 def test_a_failed_fit_is_a_counted_problem(monkeypatch):
-    kp = sys.modules["kbayes.power"]  # the module (kb.power is the function)
+    kp = sys.modules["kbayes.planning"]  # the module (kb.power is the function)
 
     def broken(*args):
         raise FloatingPointError("no mode")
@@ -225,7 +225,7 @@ def test_a_failed_fit_is_a_counted_problem(monkeypatch):
 
 _KILLED_RUN = """
 import kbayes as kb
-from kbayes.power import power
+from kbayes.planning import power
 power(kb.Design(), kb.Truth(), {rule!r}, n=[12], replicates=60, seed=9, model="improvement",
       engine="laplace", client="serial", progress=False, store={store!r})
 """
