@@ -32,16 +32,11 @@ import pymc as pm
 
 import kbayes as kb
 from kbayes.build import build_model, model_inputs
-from kbayes.planning import (
-    LAPLACE_DRAWS,
-    NUTS_DEFAULTS,
-    Task,
-    _child,
-    _nuts,
-    run_replicate,
-    simulate_inputs,
-)
+from kbayes.planning import LAPLACE_DRAWS, Task, run_replicate
+from kbayes.replicates import NUTS_DEFAULTS, child
 from kbayes.rules import Rule
+from kbayes.sampling import sample_scalars, sampler_seed
+from kbayes.simulation import simulate_inputs
 
 RULES = {"joint": "P(ntx_glu < 0) > 0.95", "improvement": "P(ntx_imp_direct < 0) > 0.95",
          "glutamate": "P(ntx_glu < 0) > 0.95"}  # fmt: skip
@@ -68,9 +63,10 @@ def timed(fn, items) -> tuple[float, list]:
 
 def nuts_other_seed(spec, task: Task, rule: Rule) -> str | None:
     """The decision of (b) on the same simulated trial with another sampler seed."""
-    inputs = simulate_inputs(spec, task.design, task.truth, _child(task.seed, 1))
-    used = tuple(dict.fromkeys((*rule.estimands, task.target)))
-    draws, _ = _nuts(spec, inputs, _child(task.seed, 3), task.settings, used)
+    inputs = simulate_inputs(spec, task.design, task.truth, child(task.seed, 1))
+    seed = sampler_seed(child(task.seed, 3))
+    scalars, _, _ = sample_scalars(spec, inputs, seed=seed, **task.settings)
+    draws = {k: np.asarray(v).reshape(-1) for k, v in spec.estimand_values(scalars).items()}
     return rule.outcome(rule.probabilities(draws, spec))
 
 

@@ -9,17 +9,12 @@ from kbayes.calibration import Calibration, calibrate
 from kbayes.comparison import compare
 from kbayes.config import TrialConfig
 from kbayes.data import TrialData
+from kbayes.design import Design, SimulatedTruth, Truth
+from kbayes.design_priors import PosteriorTruth, PredictiveTruth, PriorTruth
 from kbayes.diagnostics import Problem, Verdict, check
 from kbayes.errors import ConfigError, DataError, SpecError
 from kbayes.meta import MetaAnalysis, meta_analysis
-from kbayes.planning import (
-    PosteriorTruth,
-    PredictiveTruth,
-    PriorTruth,
-    plot_power,
-    power,
-    read_replicates,
-)
+from kbayes.planning import plot_power, power, read_replicates
 from kbayes.published.convert import (
     Likelihood,
     from_ci,
@@ -33,9 +28,10 @@ from kbayes.published.convert import (
 from kbayes.readers import parse_fsl_mrs, parse_lcmodel, read_fsl_mrs, read_lcmodel
 from kbayes.reanalysis import NormalPrior, plot_reanalysis, prior_set, reanalyse
 from kbayes.reporting import report
+from kbayes.results import load, save
 from kbayes.rules import GoNoGo, Rule
 from kbayes.sampling import fit
-from kbayes.simulation import Design, SimulatedTruth, Truth, load_example, simulate
+from kbayes.simulation import load_example, simulate
 from kbayes.spec import ModelSpec, builtin_specs, load_spec
 from kbayes.summaries import estimands
 
@@ -86,6 +82,7 @@ __all__ = [
     "from_p",
     "from_result",
     "from_t",
+    "load",
     "load_example",
     "load_spec",
     "meta_analysis",
@@ -102,5 +99,6 @@ __all__ = [
     "read_replicates",
     "reanalyse",
     "report",
+    "save",
     "simulate",
 ]

@@ -21,6 +21,9 @@ effects are non-centred when their ``Prior`` says ``centered = false``.
 
 from __future__ import annotations
 
+import functools
+import operator
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,7 +45,7 @@ from kbayes.marginal import (
     scale_mixture_weights,
     segment_sum,
 )
-from kbayes.spec import ModelSpec
+from kbayes.spec import FACTORS, INTERCEPTS, ModelSpec
 
 
 @dataclass(frozen=True)
@@ -190,13 +193,52 @@ def _expected_total(item, cutpoints, shift):
     return pm.math.sigmoid(eta).sum()
 
 
-def _linear(spec: ModelSpec, level: str, covariates: dict, intercept: str) -> pt.TensorVariable:
-    """Intercept + sum of coefficient x covariate over the spec's terms at ``level``."""
-    out = spec.priors[intercept].create_variable(intercept)
+def term_covariate(term: str, factors: Mapping[str, Any]) -> Any:
+    """A term's covariate: the product of its parts' coded covariates (``factors`` by the
+    names of :data:`~kbayes.spec.FACTORS`; ``condition:sex`` is c m)."""
+    return functools.reduce(operator.mul, (factors[FACTORS[part]] for part in term.split(":")))
+
+
+def linear_predictor(
+    spec: ModelSpec, level: str, params: Mapping[str, Any], factors: Mapping[str, Any]
+) -> Any:
+    """Intercept + sum over the spec's terms at ``level`` of coefficient x covariate.
+
+    ``params`` holds the intercept and coefficients (tensors, posterior draws or true
+    values), ``factors`` the coded covariates (arrays, tensors or numbers).
+    """
+    out = params[INTERCEPTS[level]]
     for term in spec.terms.get(level, ()):
-        name = spec.coefficient(level, term)
-        out = out + spec.priors[name].create_variable(name) * covariates[term]
+        out = out + params[spec.coefficient(level, term)] * term_covariate(term, factors)
     return out
+
+
+def standardised_change(spec: ModelSpec, delta: Any) -> Any:
+    """The improvement level's covariate dtilde = (delta - delta_center) / delta_scale."""
+    return (delta - spec.constants["delta_center"]) / spec.constants["delta_scale"]
+
+
+def population_mean(
+    spec: ModelSpec, level: str, params: Mapping[str, Any], factors: Mapping[str, Any]
+) -> Any:
+    """The mean of ``level`` with participant and session effects at zero; the coded
+    covariates missing from ``factors`` are 0 (average sex, mid period, centred baseline).
+
+    ``"mrs"``: alpha0 + delta g (``factors`` holds ``g``); ``"glutamate"``: delta;
+    ``"improvement"``: the improvement at standardised change ``dtilde``.
+    """
+    at = dict.fromkeys(FACTORS.values(), 0.0) | dict(factors)
+    if level == "mrs":
+        return params["alpha0"] + linear_predictor(spec, "glutamate", params, at) * at["g"]
+    return linear_predictor(spec, level, params, at)
+
+
+def _linear(spec: ModelSpec, level: str, factors: Mapping[str, Any]) -> pt.TensorVariable:
+    """The linear predictor of ``level`` with its intercept and coefficients created from
+    the spec's priors (in that order)."""
+    names = [INTERCEPTS[level], *(spec.coefficient(level, t) for t in spec.terms.get(level, ()))]
+    params = {name: spec.priors[name].create_variable(name) for name in names}
+    return linear_predictor(spec, level, params, factors)
 
 
 def participant_effects(spec: ModelSpec) -> tuple[pt.TensorVariable, pt.TensorVariable]:
@@ -237,12 +279,7 @@ def build_model(spec: ModelSpec, inputs: ModelInputs, *, integrated: bool = True
         latent = LatentLayout.of(integrate, len(inputs.coords.get("period", ())))
         delta = None  # the session change, without its integrated parts
         if "glutamate" in spec.levels:
-            delta = _linear(
-                spec,
-                "glutamate",
-                {"condition": c, "sex": m, "condition:sex": c * m, "period": p},
-                "beta0",
-            )
+            delta = _linear(spec, "glutamate", {"c": c, "m": m, "p": p})
             delta = delta + effects["u"][pi] + effects["e"]
             if not latent.delta:
                 delta = pm.Deterministic("delta", delta, dims="session")
@@ -334,10 +371,9 @@ def _improvement_level(spec: ModelSpec, d: dict, delta, v, layout: LatentLayout)
     c, m, p, pi = d["c"], d["m"], d["p"], d["session_participant"]
     source = delta if spec.delta == "latent" else d["dglx_obs"]
     scale = spec.constants["delta_scale"]
-    dtilde = (source - spec.constants["delta_center"]) / scale
-    covariates = {"condition": c, "sex": m, "condition:sex": c * m, "period": p, "dglx": dtilde,
-                  "dglx:condition": dtilde * c, "baseline": d["baseline_c"]}  # fmt: skip
-    mu = _linear(spec, "improvement", covariates, "gamma0") + v[pi]
+    dtilde = standardised_change(spec, source)
+    factors = {"c": c, "m": m, "p": p, "dtilde": dtilde, "baseline_c": d["baseline_c"]}
+    mu = _linear(spec, "improvement", factors) + v[pi]
     sigma_y = spec.priors["sigma_y"].create_variable("sigma_y")
     nu = spec.priors["nu"].create_variable("nu") if spec.likelihood == "student_t" else None
     through_delta = layout.delta and spec.delta == "latent"
@@ -355,10 +391,11 @@ def _improvement_level(spec: ModelSpec, d: dict, delta, v, layout: LatentLayout)
     row = [pt.zeros_like(c) for _ in range(k)]  # d mean / d x, per session
     if through_delta:
         model = pm.modelcontext(None)
-        terms = spec.terms.get("improvement", ())
-        slope = (model["gamma_D"] if "dglx" in terms else 0.0) + (
-            model["gamma_DN"] * c if "dglx:condition" in terms else 0.0
-        )
+        slope = 0.0  # of the mean in dtilde: the terms with a dglx part
+        for term in spec.terms.get("improvement", ()):
+            if "dglx" in term.split(":"):
+                one = term_covariate(term, factors | {"dtilde": 1.0})
+                slope = slope + model[spec.coefficient("improvement", term)] * one
         rows = layout.delta_map()[:, :, None] * np.ones(1)  # (slot, K, 1)
         in_slot = pt.as_tensor(rows)[d["session_period"], :, 0]  # (session, K)
         row = [row[i] + slope / scale * in_slot[:, i] for i in range(k)]
@@ -379,9 +416,7 @@ def _items_level(spec: ModelSpec, d: dict, c, m, p, pi) -> None:
     Improvement is reported on the total-score scale for a participant of average severity:
     expected baseline total minus expected day-1 total, per condition and sex.
     """
-    shift = _linear(
-        spec, "items", {"condition": c, "sex": m, "condition:sex": c * m, "period": p}, "theta0"
-    )
+    shift = _linear(spec, "items", {"c": c, "m": m, "p": p})
     r = spec.priors["r"].create_variable("r")
     w = spec.priors["w"].create_variable("w")
     w_session = spec.priors["w_session"].create_variable("w_session")
@@ -411,11 +446,9 @@ def _items_level(spec: ModelSpec, d: dict, c, m, p, pi) -> None:
     )
     base = _expected_total(item, cutpoints, 0.0)
     model = pm.modelcontext(None)
-    names = [spec.coefficient("items", t) for t in spec.terms.get("items", ())]
     for cond, cv in (("reference", 0.0), ("active", 1.0)):
         for sex, mv in (("female", -0.5), ("male", 0.5)):
-            covs = {"theta_N": cv, "theta_M": mv, "theta_NM": cv * mv, "theta_P": 0.0}
-            day1_shift = model["theta0"] + sum(model[k] * covs[k] for k in names)
+            day1_shift = population_mean(spec, "items", model, {"c": cv, "m": mv})
             pm.Deterministic(
                 f"imp_{cond}_{sex}", base - _expected_total(item, cutpoints, day1_shift)
             )

@@ -22,11 +22,12 @@ coverage with its Monte-Carlo SE.
   draw and the first stage's fit): results do not depend on the number of simulations,
   workers or the order in which they finish.
 * **Problems.** A fit with divergences, R-hat above 1.05 (scalar parameters, estimands) or a
-  bulk ESS below 100 (ranked quantities), or one that raised, is a *problem* simulation:
+  bulk ESS below 100 (ranked quantities; :func:`kbayes.replicates.is_problem`), or one
+  that raised, is a *problem* simulation:
   counted, reported, and left out of the tables (``uniformity`` also gives the p-value
   with problem simulations included, ``p_value_all``, to show whether leaving them out matters).
-* **Store, resume, parallel.** The store and the runner of :mod:`kbayes.planning`: one JSON
-  file per finished simulation, a rerun skips those present; serially or on Dask.
+* **Store, resume, parallel.** The runner of :mod:`kbayes.replicates`, as power's: one
+  JSON file per finished simulation, a rerun skips those present; serially or on Dask.
 * **two_stage.** Stage 1 (its ``first_stage`` spec) is drawn from its prior and fitted; the
   posterior-mean glutamate change is then the covariate of stage 2, whose parameters and
   improvement data are drawn from the stage-2 prior given that covariate. This is the
@@ -40,7 +41,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -49,18 +49,27 @@ import numpy as np
 import pandas as pd
 
 from kbayes.build import ModelInputs, model_inputs
-from kbayes.planning import (
-    ESS_MIN,
+from kbayes.data import TrialData
+from kbayes.design import Design, Truth
+from kbayes.replicates import (
     NUTS_DEFAULTS,
-    RHAT_MAX,
-    _child,
-    _execute,
-    _hash,
-    _spec,
-    _write,
+    child,
+    digest,
+    failed,
+    is_problem,
+    run_jobs,
     seed_record,
+    write_record,
 )
-from kbayes.spec import ModelSpec, load_spec
+from kbayes.sampling import (
+    compiled_model,
+    is_ordered,
+    ordered_variables,
+    sample,
+    sampler_seed,
+)
+from kbayes.simulation import load_example, simulate_tables
+from kbayes.spec import ModelSpec, load_spec, spec_from_source
 
 #: Central interval masses whose coverage is reported.
 LEVELS = (0.5, 0.8, 0.9, 0.95)
@@ -81,8 +90,6 @@ SIM_COLUMNS = ("sim", "divergences", "max_rhat", "worst_rhat", "min_ess", "worst
 #: Observed variable -> the ``pm.Data`` holding its values (names of kbayes.build).
 OBSERVED = {"glx": "glx_observed", "improvement": "improvement_observed", "items": "item_score"}
 _PROBS = tuple(p for lv in LEVELS for p in ((1 - lv) / 2, (1 + lv) / 2))
-
-log = logging.getLogger("kbayes")
 
 
 # --- the per-simulation statistics (pure functions) ------------------------------------
@@ -121,8 +128,6 @@ def _forward(spec: ModelSpec, inputs: ModelInputs):
     from pymc.sampling.forward import compile_forward_sampling_function
     from pytensor.tensor.random.type import RandomGeneratorType
 
-    from kbayes.sampling import compiled_model
-
     model = compiled_model(spec, inputs).full
     key = (spec.hash, inputs.shape)
     if key not in _FORWARD:
@@ -148,8 +153,6 @@ def prior_predictive(
     (:func:`kbayes.sampling.ordered_variables`; PyMC's forward sampling ignores the transform).
     """
     from pymc.pytensorf import reseed_rngs
-
-    from kbayes.sampling import compiled_model, is_ordered, ordered_variables
 
     fn, rngs, names = _forward(spec, inputs)
     reseed_rngs(rngs, seed.generate_state(4).tolist())
@@ -191,9 +194,7 @@ class SimTask:
 
 
 def _fit(spec, inputs, seed, settings):
-    from kbayes.sampling import sample
-
-    dt, model = sample(spec, inputs, seed=int(seed.generate_state(1)[0] >> 1), progress=False,
+    dt, model = sample(spec, inputs, seed=sampler_seed(seed), progress=False,
                        cores=1, save_warmup=False, **settings)  # fmt: skip
     return dt.posterior.to_dataset(), model, int(dt.sample_stats["diverging"].sum())
 
@@ -220,26 +221,26 @@ def run_simulation(task: SimTask, setup: Setup) -> dict:
     import arviz_stats as azs
     import xarray as xr
 
-    spec = _spec(setup.spec_source)
+    spec = spec_from_source(setup.spec_source)
     start = time.perf_counter()
     try:
         divergences = 0
         extra_draws, extra_truth, stage1_post = {}, {}, None
         inputs = setup.inputs
         if setup.stage1_source is not None:  # two_stage: draw and fit stage 1 first
-            s1 = _spec(setup.stage1_source)
-            truth1, data1 = prior_predictive(s1, setup.stage1_inputs, _child(task.seed, 0))
-            stage1_post, model1, div1 = _fit(s1, data1, _child(task.seed, 4), setup.settings)
+            s1 = spec_from_source(setup.stage1_source)
+            truth1, data1 = prior_predictive(s1, setup.stage1_inputs, child(task.seed, 0))
+            stage1_post, model1, div1 = _fit(s1, data1, child(task.seed, 4), setup.settings)
             divergences += div1
             betas = [rv.name for rv in model1.free_RVs if rv.name.startswith("beta")]
             extra_draws, extra_truth = _ranked(model1, stage1_post, truth1, betas)
             dglx = stage1_post["delta"].mean(("chain", "draw")).to_numpy()
             inputs = ModelInputs(inputs.coords, {**inputs.data, "dglx_obs": dglx})
-            truth, data = prior_predictive(spec, inputs, _child(task.seed, 3))
+            truth, data = prior_predictive(spec, inputs, child(task.seed, 3))
             truth |= {k: truth1[k] for k in betas}
         else:
-            truth, data = prior_predictive(spec, inputs, _child(task.seed, 0))
-        post, model, div = _fit(spec, data, _child(task.seed, 1), setup.settings)
+            truth, data = prior_predictive(spec, inputs, child(task.seed, 0))
+        post, model, div = _fit(spec, data, child(task.seed, 1), setup.settings)
         divergences += div
         if stage1_post is not None:  # stage-1 draws of beta, paired by position (as kb.fit)
             post = xr.merge([post, stage1_post[list(extra_truth)]])
@@ -254,20 +255,17 @@ def run_simulation(task: SimTask, setup: Setup) -> dict:
         worst_rhat = max(ds.data_vars, key=lambda v: float(rhat[v]))
         worst_ess = min(ds.data_vars, key=lambda v: float(ess[v]))
         max_rhat, min_ess = float(rhat[worst_rhat]), float(ess[worst_ess])
-        u = np.random.default_rng(_child(task.seed, 2)).uniform(size=len(draws))
+        u = np.random.default_rng(child(task.seed, 2)).uniform(size=len(draws))
         quantities = {
             name: quantity_summary(true[name], ds[name].values, setup.thin, u[k])
             | {"ess": float(ess[name]), "rhat": float(rhat[name])}
             for k, name in enumerate(draws)
         }
-        problem = divergences > 0 or not max_rhat <= RHAT_MAX or not min_ess >= ESS_MIN
         diag = {"divergences": divergences, "max_rhat": max_rhat, "min_ess": min_ess,
                 "worst_rhat": worst_rhat, "worst_ess": worst_ess,
-                "problem": bool(problem), "message": ""}  # fmt: skip
+                "problem": is_problem(divergences, max_rhat, min_ess), "message": ""}  # fmt: skip
     except Exception as exc:  # a failed simulation is a problem, counted with its message
-        quantities = {}
-        diag = {"divergences": 0, "max_rhat": np.nan, "min_ess": np.nan, "problem": True,
-                "message": f"{type(exc).__name__}: {exc}"}  # fmt: skip
+        quantities, diag = {}, failed(exc)
     return {"point": task.point, "rep": task.sim, "sim": task.sim, "thin": setup.thin,
             **diag, "seconds": time.perf_counter() - start, "quantities": quantities,
             "seed": seed_record(task.seed)}  # fmt: skip
@@ -484,13 +482,10 @@ class Calibration:
 def _template(design: Any, spec: ModelSpec, seed: int):
     """The trial whose covariates every simulation shares.
 
-    From a Design: one trial of :func:`kbayes.planning.simulate_tables` (fixed-count dropout and
-    missing blocks, so the data shape depends on the design only, not on ``seed``).
+    From a Design: one trial of :func:`kbayes.simulation.simulate_tables` (fixed-count
+    dropout and missing blocks, so the data shape depends on the design only, not on
+    ``seed``).
     """
-    from kbayes.data import TrialData
-    from kbayes.planning import simulate_tables
-    from kbayes.simulation import Design, Truth, load_example
-
     if design is None:
         return load_example()
     if isinstance(design, TrialData):
@@ -581,31 +576,16 @@ def calibrate(
     about = {"spec": spec.hash, "stage1": stage1.hash if stage1 else None, "seed": seed,
              "settings": settings, "thin": thin, "design": _digest(setup.inputs),
              "forward": FORWARD_VERSION}  # fmt: skip
-    key = f"{spec.name}-{_hash(about)[:12]}"
+    key = f"{spec.name}-{digest(about)[:12]}"
     folder = Path(store) / key if store else None
-    done: dict[int, Path] = {}
     if folder:
-        _write(folder / "run.json", about | {"spec_name": spec.name})
-        done = {int(p.stem[1:]): p for p in folder.glob("s*.json")}
-    records: dict[int, dict] = {}
-    tasks = []
+        write_record(folder / "run.json", about | {"spec_name": spec.name})
     root = np.random.SeedSequence(seed)
-    for k in range(sims):
-        if k in done:
-            records[k] = json.loads(done[k].read_text())
-        else:
-            tasks.append(SimTask(key, k, _child(root, k)))
-    if records:
-        log.warning("resuming: %d of %d simulations already done (store %s)",
-                    len(records), sims, folder)  # fmt: skip
+    jobs = [(folder / f"s{k:06d}.json" if folder else None, SimTask(key, k, child(root, k)))
+            for k in range(sims)]  # fmt: skip
     start = time.perf_counter()
-    for record in _execute(
-        tasks, setup, client, workers, progress, run=run_simulation, label="simulations"
-    ):
-        records[record["sim"]] = record
-        if folder:
-            _write(folder / f"s{record['sim']:06d}.json", record)
-    recs = [records[k] for k in range(sims)]
+    recs = run_jobs(jobs, run_simulation, setup, client=client, workers=workers,
+                    progress=progress, label="simulations")  # fmt: skip
     sims_table = pd.DataFrame(
         [{k: r.get(k, "") for k in SIM_COLUMNS} for r in recs], columns=list(SIM_COLUMNS)
     )

@@ -165,7 +165,7 @@ def simulate(
 ) -> None:
     """Simulate a trial (defaults shaped like Jelen et al. 2025) and write its tables."""
     import kbayes as kb
-    from kbayes.simulation import from_table
+    from kbayes.design import from_table
 
     spec = tomllib.loads(design.read_text()) if design else {}
     unknown = set(spec) - {"design", "truth"}
@@ -206,7 +206,7 @@ def power(
 
 @app.command()
 @_friendly
-def validate(
+def calibrate(
     model: Annotated[
         str, typer.Option(help="Built-in spec name or path to a TOML spec.")
     ] = "joint",
@@ -234,10 +234,10 @@ def validate(
 ) -> None:
     """Simulation-based calibration of a model: rank uniformity, coverage, PIT-ECDF plots."""
     import kbayes as kb
-    from kbayes.calibration import calibrate
+    from kbayes.diagnostics import ESS_FAIL, RHAT_FAIL
 
     kb.load_spec(model)  # a wrong model name fails before any work
-    result = calibrate(
+    result = kb.calibrate(
         model, sims, design=kb.Design(n=n) if n else None, seed=seed, draws=draws, tune=tune,
         chains=chains, thin=thin, store=store or out / "sims",
         client="serial" if serial else scheduler, workers=workers,
@@ -253,8 +253,8 @@ def validate(
         console.rule(f"{len(problems)} simulations with convergence problems (left out)")
         reasons = {
             "divergences": int((problems["divergences"] > 0).sum()),
-            "R-hat > 1.05": int((problems["max_rhat"] > 1.05).sum()),
-            "bulk ESS < 100": int((problems["min_ess"] < 100).sum()),
+            f"R-hat > {RHAT_FAIL}": int((problems["max_rhat"] > RHAT_FAIL).sum()),
+            f"bulk ESS < {ESS_FAIL}": int((problems["min_ess"] < ESS_FAIL).sum()),
             "failed": int((problems["message"] != "").sum()),
         }
         console.print(", ".join(f"{k}: {v}" for k, v in reasons.items()), highlight=False)
@@ -304,7 +304,44 @@ def reanalyse(
     ] = None,
 ) -> None:
     """Reanalyse a published result under sceptical, neutral and enthusiastic priors."""
-    from kbayes.reanalysis import reanalyse_cli
-
-    text = reanalyse_cli(study, outcome, delta=delta, ci_prob=ci_prob, figure=figure)
+    text = _reanalysis_text(study, outcome, delta=delta, ci_prob=ci_prob, figure=figure)
     console.print(text, highlight=False, soft_wrap=True)
+
+
+def _reanalysis_text(
+    study: str | None = None,
+    outcome: str | None = None,
+    *,
+    delta: float | None = None,
+    ci_prob: float = 0.95,
+    figure: str | Path | None = None,
+) -> str:
+    """Text for ``kbayes reanalyse``: the table, one sentence per prior and the provenance.
+
+    Without ``study`` it lists the registry's outcome keys. With ``figure`` the plot of
+    :func:`kbayes.plot_reanalysis` is saved there (format from the suffix).
+    """
+    from kbayes import published
+    from kbayes.reanalysis import plot_reanalysis, reanalyse
+
+    if study is None:
+        return published.outcomes().to_string(index=False)
+    table = reanalyse(study, outcome, delta=delta, ci_prob=ci_prob)
+    a = table.attrs
+    if figure is not None:
+        plot_reanalysis(table).savefig(figure)
+    cols = ["prior_mean", "prior_sd", "post_mean", "post_sd", "ci_low", "ci_high"]
+    cols += ["p_benefit", "p_harm", "p_beyond"]
+    lines = [
+        f"{study}: {a['effect']} ({a['scale']}); benefit: effect "
+        f"{'>' if a['benefit'] == 'positive' else '<'} 0; meaningful difference {a['delta']:g}",
+        table[cols].to_string(float_format=lambda v: f"{v:.3g}"),
+        "",
+        *table["text"],
+        "",
+        f"Likelihood: N({a['estimate']:.4g}, {a['se']:.4g}). Approximation: {a['approximation']}",
+        f"Source: {a['citation']} doi:{a['doi']}" if a["doi"] else f"Source: {a['citation']}",
+    ]
+    if figure is not None:
+        lines.append(f"Figure written to {figure}")
+    return "\n".join(lines)

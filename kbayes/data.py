@@ -21,18 +21,16 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 
 from kbayes.config import TrialConfig
+from kbayes.design import SimulatedTruth
 from kbayes.errors import DataError
 from kbayes.validate import as_numbers, validate_tables
-
-if TYPE_CHECKING:
-    from kbayes.simulation import SimulatedTruth
 
 log = logging.getLogger("kbayes")
 

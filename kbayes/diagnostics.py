@@ -41,11 +41,16 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from kbayes.results import result_spec
+
 Status = Literal["ok", "warn", "fail"]
-#: R-hat above this fails (above ``rhat_max`` only warns).
-RHAT_FAIL = 1.05
-#: Bulk or tail ESS below this fails (below ``ess_min`` only warns).
-ESS_FAIL = 100
+#: The thresholds of every convergence verdict in kbayes (check, power and SBC replicates).
+#: R-hat above RHAT_FAIL fails, above RHAT_WARN (the default ``rhat_max``) warns.
+RHAT_FAIL, RHAT_WARN = 1.05, 1.01
+#: Bulk or tail ESS below ESS_FAIL fails, below ESS_WARN (the default ``ess_min``) warns.
+ESS_FAIL, ESS_WARN = 100, 400
+#: A chain with E-BFMI below this (the default ``bfmi_min``) warns.
+BFMI_WARN = 0.3
 _ORDER = {"ok": 0, "warn": 1, "fail": 2}
 _COLOUR = {"ok": "green", "warn": "yellow", "fail": "red"}
 _SHOWN = 5  # how many worst variables a message names
@@ -130,9 +135,9 @@ def check(
     idata: xr.DataTree,
     *,
     var_names: list[str] | None = None,
-    ess_min: float = 400,
-    rhat_max: float = 1.01,
-    bfmi_min: float = 0.3,
+    ess_min: float = ESS_WARN,
+    rhat_max: float = RHAT_WARN,
+    bfmi_min: float = BFMI_WARN,
 ) -> Verdict:
     """Check a fit's sampling diagnostics and say, in words, what to do about problems.
 
@@ -350,12 +355,8 @@ def _divergence_problem(idata: xr.DataTree, n: int, total: int, settings: dict) 
 
 
 def _centred_effects(idata: xr.DataTree) -> list[str]:
-    """Names of the stored spec's centred random effects (priors with dims and a hyperprior)."""
-    priors = json.loads(idata.attrs.get("spec", "{}")).get("priors", {})
-    return [
-        name
-        for name, p in priors.items()
-        if p.get("dims")
-        and p.get("centered", True)
-        and any(isinstance(v, dict) for v in p.values())
-    ]
+    """Names of the stored spec's centred random effects (hierarchical priors, centred)."""
+    if "spec" not in idata.attrs:
+        return []
+    spec = result_spec(idata)
+    return [name for name in spec.hierarchical if spec.priors[name].centered]

@@ -460,9 +460,8 @@ def noncentred(spec: ModelSpec) -> ModelSpec:
     the Student-t weights) only, with no latent correction needed.
     """
     source = copy.deepcopy(spec.source)
-    for table in source.get("priors", {}).values():
-        if table.get("dims") and isinstance(table.get("sigma"), dict):
-            table["centered"] = False
+    for name in spec.hierarchical:
+        source["priors"][name]["centered"] = False
     return parse_spec(source, origin=f"{spec.name} (non-centred)")
 
 

@@ -9,274 +9,56 @@ screening engine of :mod:`kbayes.laplace`) and applies a decision :class:`~kbaye
   results do not depend on the number of workers, on the order replicates finish in, or on
   which other points are in the grid.
 * **One shape per design point.** A power run draws dropout and missing blocks as fixed
-  counts (:func:`simulate_tables`): the last ``round(n * dropout)`` participants (they are
-  exchangeable) miss period 2 and ``round(blocks * block_missing)`` blocks, placed at
-  random (each session keeps a block before and one during the infusion), are missing,
-  instead of :func:`kbayes.simulate`'s independent coin flips. Every replicate of a point
-  then has one data shape, so a model is compiled once per point and process and
-  refitted with new data. (Blocks whose CRLB exceeds ``config.crlb_max`` are
-  still excluded and may change a shape.)
-* **Store.** Each finished replicate is a small JSON file ``store/<point>/<rep>.json``,
-  written atomically; a rerun skips those present.
-* **Parallel.** Dask distributed: a ``LocalCluster`` of processes by default, or an existing
-  cluster (``client=`` a Client or a ``tcp://`` address). Workers are sent data, never
-  models: each process compiles a model once per (spec, shape) and caches it.
+  counts (:func:`kbayes.simulation.simulate_tables`): the last ``round(n * dropout)``
+  participants (they are exchangeable) miss period 2 and ``round(blocks * block_missing)``
+  blocks, placed at random (each session keeps a block before and one during the
+  infusion), are missing, instead of :func:`kbayes.simulate`'s independent coin flips.
+  Every replicate of a point then has one data shape, so a model is compiled once per
+  point and process and refitted with new data. (Blocks whose CRLB exceeds
+  ``config.crlb_max`` are still excluded and may change a shape.)
+* **Store, parallel.** The runner of :mod:`kbayes.replicates`: each finished replicate is
+  a small JSON file ``store/<point>/r<rep>.json``, written atomically, and a rerun skips
+  those present; serially or on Dask. Workers are sent data, never models: each process
+  compiles a model once per (spec, shape) and caches it.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
-import logging
-import os
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from kbayes.build import ModelInputs, coded_arrays, model_inputs
-from kbayes.data import TrialData, infusion_profile
+from kbayes import laplace
+from kbayes.design import Design, Truth, from_table
+from kbayes.design_priors import DesignPrior, PriorTruth, design_prior
 from kbayes.errors import ConfigError
+from kbayes.replicates import (
+    NUTS_DEFAULTS,
+    child,
+    digest,
+    failed,
+    is_problem,
+    run_jobs,
+    seed_record,
+    write_record,
+)
 from kbayes.rules import Rule, as_rule
-from kbayes.simulation import Design, Truth, _draw_arrays, _tables, from_table, participant_ids
-from kbayes.spec import ModelSpec, load_spec, parse_spec
+from kbayes.sampling import sample_scalars, sampler_seed
+from kbayes.simulation import simulate_inputs
+from kbayes.spec import ModelSpec, load_spec, spec_from_source
 
 ENGINES = ("nutpie", "laplace")
-log = logging.getLogger("kbayes")
-#: Sampler settings of a power replicate (shorter than a full fit).
-NUTS_DEFAULTS = {"draws": 500, "tune": 500, "chains": 2, "target_accept": 0.9}
 #: Draws of a Laplace replicate: independent, so their Monte-Carlo error on a rule's
 #: probability (0.005 at 0.95) is half that of the 1000 correlated draws of a NUTS replicate.
 LAPLACE_DRAWS = 2000
 #: Reference data sets per design point that fix the Laplace engine's scales (SDs, nu).
 LAPLACE_REFERENCES = 4
-RHAT_MAX, ESS_MIN = 1.05, 100.0  # a replicate beyond these (or with divergences) is a problem
-
-
-# --- truths and design priors ----------------------------------------------------------
-class DesignPrior(Protocol):
-    """A distribution of truths: ``draw(seed)`` gives the Truth of one replicate."""
-
-    key: str
-
-    def draw(self, seed: np.random.SeedSequence) -> Truth: ...
-
-
-@dataclasses.dataclass(frozen=True)
-class FixedTruth:
-    """Every replicate has the same :class:`~kbayes.Truth` (power)."""
-
-    truth: Truth
-
-    @property
-    def key(self) -> str:
-        return _hash(self.truth.params)
-
-    def draw(self, seed: np.random.SeedSequence) -> Truth:
-        return self.truth
-
-
-@dataclasses.dataclass(frozen=True)
-class PriorTruth:
-    """Truth fields drawn from ``pymc_extras.prior.Prior`` objects over a base Truth.
-
-    ``PriorTruth({"beta_N": Prior("Normal", mu=-0.02, sigma=0.01)})`` sets ``beta_N`` of
-    each replicate's Truth to a draw (its units: those of the Truth field); the other fields
-    are ``base``'s. Priors must have numeric parameters (no hyperpriors).
-    """
-
-    priors: Mapping[str, Any]
-    base: Truth = dataclasses.field(default_factory=Truth)
-
-    @property
-    def key(self) -> str:
-        return _hash({"base": self.base.params, **{k: p.to_dict() for k, p in self.priors.items()}})
-
-    def draw(self, seed: np.random.SeedSequence) -> Truth:
-        rng = np.random.default_rng(seed)
-        values = {name: float(_prior_sampler(p)(rng)) for name, p in sorted(self.priors.items())}
-        return dataclasses.replace(self.base, **values)
-
-
-@dataclasses.dataclass(frozen=True)
-class PredictiveTruth:
-    """One Truth field from a predictive distribution, e.g. a meta-analysis (assurance).
-
-    ``source.predictive_draws(1, rng)`` (e.g. :meth:`kbayes.MetaAnalysis.predictive_draws`)
-    is drawn per replicate and mapped by ``transform`` onto the scale of Truth field
-    ``field``: a meta-analytic draw on its own stated scale (say, MADRS points of the
-    naltrexone effect) must be put on the field's scale explicitly.
-    """
-
-    source: Any
-    field: str
-    transform: Callable[[float], float] = float
-    base: Truth = dataclasses.field(default_factory=Truth)
-
-    @property
-    def key(self) -> str:
-        draws = np.asarray(self.source.predictive_draws(256, 0))
-        name = getattr(self.transform, "__name__", repr(self.transform))
-        return _hash({"base": self.base.params, "field": self.field, "t": name,
-                      "draws": hashlib.sha256(draws.tobytes()).hexdigest()})  # fmt: skip
-
-    def draw(self, seed: np.random.SeedSequence) -> Truth:
-        value = self.source.predictive_draws(1, np.random.default_rng(seed))[0]
-        return dataclasses.replace(self.base, **{self.field: float(self.transform(value))})
-
-
-@dataclasses.dataclass(frozen=True)
-class PosteriorTruth:
-    """Truths from a fitted posterior: each replicate takes one posterior draw at random.
-
-    Every Truth field whose name (or the model's name for it, :data:`TRUTH_NAMES`) is a
-    scalar posterior variable is set from that draw; the rest are ``base``'s. ``sigma_mrs``
-    is a :class:`~kbayes.Design` field and stays the design's.
-    """
-
-    dt: Any
-    base: Truth = dataclasses.field(default_factory=Truth)
-
-    def _table(self) -> pd.DataFrame:
-        post = self.dt.posterior
-        cols = {}
-        for field in self.base.params:
-            name = TRUTH_NAMES.get(field, field)
-            if name in post.data_vars and post[name].ndim == 2:
-                cols[field] = post[name].values.reshape(-1)
-        return pd.DataFrame(cols)
-
-    @property
-    def key(self) -> str:
-        table = self._table()
-        digest = hashlib.sha256(table.to_numpy().tobytes()).hexdigest()
-        return _hash({"base": self.base.params, "cols": list(table), "draws": digest})
-
-    def draw(self, seed: np.random.SeedSequence) -> Truth:
-        table = self._table()
-        row = table.iloc[int(np.random.default_rng(seed).integers(len(table)))]
-        return dataclasses.replace(self.base, **row.astype(float).to_dict())
-
-
-#: Truth field -> model variable, where the names differ.
-TRUTH_NAMES = {"sd_a": "a_sigma", "sd_a_session": "a_session_sigma", "sd_u": "u_sigma",
-               "sd_e": "e_sigma", "sd_v": "v_sigma", "rho_uv": "uv_rho"}  # fmt: skip
-
-
-def design_prior(truth: Any) -> DesignPrior:
-    """A :class:`DesignPrior` from a Truth, a dict of Priors, a DataTree or a DesignPrior."""
-    if isinstance(truth, Truth):
-        return FixedTruth(truth)
-    if isinstance(truth, Mapping):
-        return PriorTruth(truth)
-    if hasattr(truth, "draw") and hasattr(truth, "key"):
-        return truth
-    if hasattr(truth, "posterior"):
-        return PosteriorTruth(truth)
-    raise TypeError(
-        f"truth must be a Truth, a dict of Priors, a fitted DataTree or a DesignPrior; got "
-        f"{type(truth).__name__} (wrap a meta-analysis in PredictiveTruth(meta, field=...))"
-    )
-
-
-_SAMPLERS: dict[str, Callable] = {}
-
-
-def _prior_sampler(prior: Any) -> Callable[[np.random.Generator], float]:
-    """A compiled-once draw function of a Prior, reseeded per call."""
-    key = json.dumps(prior.to_dict(), sort_keys=True)
-    if key not in _SAMPLERS:
-        import pytensor
-
-        shared = pytensor.shared(np.random.default_rng())
-        rv = prior.pymc_distribution.dist(**prior.parameters, rng=shared)
-        fn = pytensor.function([], rv)
-
-        def sample(rng: np.random.Generator) -> float:
-            shared.set_value(rng, borrow=True)
-            return fn()
-
-        _SAMPLERS[key] = sample
-    return _SAMPLERS[key]
-
-
-# --- simulation at a fixed shape -------------------------------------------------------
-def simulate_inputs(
-    spec: ModelSpec, design: Design, truth: Truth, seed: np.random.SeedSequence
-) -> ModelInputs:
-    """Simulate one trial (:func:`simulate_tables`) and return the model's inputs.
-
-    Equals ``model_inputs(spec, TrialData(*simulate_tables(...)))`` (tested), built from
-    the simulated arrays without tables or validation, which took longer than a Laplace fit.
-    """
-    if "items" in spec.levels or spec.delta == "two_stage":
-        tables = simulate_tables(design, truth, seed, spec.profile)
-        return model_inputs(spec, TrialData(*tables, config=design.config))
-    a = _fixed_count_draw(design, truth, seed, spec.profile)
-    i, s = np.nonzero(a["seen"])
-    session_of = np.cumsum(a["seen"].ravel()).reshape(a["seen"].shape) - 1
-    bi, bs, bb = np.nonzero(a["seen"][..., None] & a["block_seen"])
-    coords, arrays = coded_arrays(
-        spec,
-        design.config,
-        ids=list(participant_ids(design.n)),
-        session_participant=i.astype(np.int64),
-        period=s + 1,
-        active=a["c"][i, s],
-        male=~a["female"][i],
-        madrs_baseline=a["base"][i, s],
-        madrs_day1=a["day1"][i, s],
-        mrs_session=session_of[bi, bs].astype(np.int64),
-        block=bb + 1,
-        time_min=np.asarray(design.block_times, float)[bb],
-        glx_ratio=a["glx"][bi, bs, bb],
-        crlb=a["crlb"][bi, bs, bb],
-    )
-    return ModelInputs(coords=coords, data=arrays)
-
-
-def simulate_tables(
-    design: Design, truth: Truth, seed: np.random.SeedSequence, profile: str = "step"
-) -> list[pd.DataFrame]:
-    """The three tables of one trial, with fixed-count missingness.
-
-    The trial is :func:`kbayes.simulate`'s draw without dropout or missing blocks; then
-    the last ``round(n * dropout)`` participants (participants are exchangeable: sex and
-    sequence are assigned by random permutation) lose period 2; blocks whose CRLB exceeds
-    ``config.crlb_max`` are dropped, as :class:`~kbayes.TrialData` does; and of the blocks
-    left, ``round(blocks * block_missing)`` are removed at random, keeping in every session
-    one block (chosen at random) before and one during the infusion (``profile`` says
-    which are which).
-    """
-    return _tables(design, _fixed_count_draw(design, truth, seed, profile))[0]
-
-
-def _fixed_count_draw(design: Design, truth: Truth, seed, profile: str) -> dict[str, Any]:
-    """:func:`kbayes.simulate`'s arrays with the masks of :func:`simulate_tables`."""
-    rng = np.random.default_rng(_child(seed))  # a copy: Generator.spawn mutates its seed
-    full = dataclasses.replace(design, dropout=0.0, block_missing=0.0)
-    a = _draw_arrays(full, truth, rng)
-    cfg, n = design.config, design.n
-    seen = np.ones((n, 2), bool)
-    seen[n - round(n * design.dropout) :, 1] = False
-    blocks = seen[..., None] & (a["crlb"] <= cfg.crlb_max)
-    during = infusion_profile(np.asarray(design.block_times), profile, cfg.infusion_min) > 0
-    # one random block per session and phase is kept; of the others, a fixed count goes
-    key = rng.random(blocks.shape)
-    keep = np.zeros_like(blocks)
-    for phase in (during, ~during):
-        k = np.where(blocks & phase, key, np.inf).argmin(axis=2)
-        first = np.take_along_axis(blocks & phase, k[..., None], axis=2)
-        np.put_along_axis(keep, k[..., None], first, axis=2)
-    target = round(int(blocks.sum()) * design.block_missing)
-    removable = np.flatnonzero(blocks & ~keep)
-    gone = removable[np.argsort(key.ravel()[removable], kind="stable")[:target]]
-    np.put(blocks, gone, False)
-    return a | {"seen": seen, "block_seen": blocks}
 
 
 # --- one replicate (runs on a worker) --------------------------------------------------
@@ -296,20 +78,10 @@ class Task:
     target: str  # estimand whose bulk ESS is checked with the rule's
 
 
-_SPECS: dict[str, ModelSpec] = {}
-
-
-def _spec(source: dict) -> ModelSpec:
-    key = _hash(source)
-    if key not in _SPECS:
-        _SPECS[key] = parse_spec(source, origin=source.get("name", "<power>"))
-    return _SPECS[key]
-
-
 def run_replicate(task: Task, rule: Rule) -> dict:
     """Simulate, fit and decide one replicate; returns its small JSON-able record."""
-    spec = _spec(task.spec_source)
-    s_data, s_fit = _child(task.seed, 1), _child(task.seed, 2)
+    spec = spec_from_source(task.spec_source)
+    s_data, s_fit = child(task.seed, 1), child(task.seed, 2)
     inputs = simulate_inputs(spec, task.design, task.truth, s_data)
     start = time.perf_counter()
     try:
@@ -319,9 +91,7 @@ def run_replicate(task: Task, rule: Rule) -> dict:
             used = tuple(dict.fromkeys((*rule.estimands, task.target)))
             draws, diag = _nuts(spec, inputs, s_fit, task.settings, used)
     except Exception as exc:  # a failed fit is a problem replicate, counted with its message
-        draws = {}
-        diag = {"divergences": 0, "max_rhat": np.nan, "min_ess": np.nan, "problem": True,
-                "message": f"{type(exc).__name__}: {exc}"}  # fmt: skip
+        draws, diag = {}, failed(exc)
     seconds = time.perf_counter() - start
     truth = spec.estimand_values(task.truth.params)
     lo, hi = (1 - spec.ci_prob) / 2, (1 + spec.ci_prob) / 2
@@ -348,25 +118,19 @@ def _nuts(spec, inputs, seed, settings, used: tuple[str, ...]) -> tuple[dict, di
     (chain, draw): DataTree and xarray overheads were a quarter of a short fit."""
     from arviz_stats.base import array_stats
 
-    from kbayes.sampling import sample_scalars
-
-    scalars, divergences, model = sample_scalars(
-        spec, inputs, seed=int(seed.generate_state(1)[0] >> 1), **settings
-    )
+    scalars, divergences, model = sample_scalars(spec, inputs, seed=sampler_seed(seed), **settings)
     values = spec.estimand_values(scalars)
     free = [rv.name for rv in model.free_RVs if rv.ndim == 0]
     checked = np.stack([scalars[k] for k in free] + [values[k] for k in used])
     max_rhat = float(np.max(array_stats.rhat(checked)))
     min_ess = float(np.min(array_stats.ess(checked[len(free) :])))
     draws = {k: np.asarray(v).reshape(-1) for k, v in values.items()}
-    problem = divergences > 0 or not max_rhat <= RHAT_MAX or not min_ess >= ESS_MIN
+    problem = is_problem(divergences, max_rhat, min_ess)
     return draws, {"divergences": divergences, "max_rhat": max_rhat, "min_ess": min_ess,
-                   "problem": bool(problem), "message": ""}  # fmt: skip
+                   "problem": problem, "message": ""}  # fmt: skip
 
 
 def _laplace(spec, inputs, task: Task, seed) -> tuple[dict, dict]:
-    from kbayes import laplace
-
     eng = laplace.engine(spec, inputs)
     if task.point not in eng.references:  # reference data sets of this design point
         k = task.seed.spawn_key[0]
@@ -381,42 +145,13 @@ def _laplace(spec, inputs, task: Task, seed) -> tuple[dict, dict]:
                        "problem": not fit.converged, "message": fit.message}  # fmt: skip
 
 
-# --- store -----------------------------------------------------------------------------
-def seed_record(seed: np.random.SeedSequence) -> dict[str, Any]:
-    """A replicate's seed as stored in its record, to refit it by hand:
-    ``np.random.SeedSequence(r["entropy"], spawn_key=r["spawn_key"])``."""
-    return {"entropy": seed.entropy, "spawn_key": list(seed.spawn_key)}
-
-
-def _child(seed: np.random.SeedSequence, *key: int) -> np.random.SeedSequence:
-    """Child ``key`` of ``seed`` (the seed itself for no key), without mutating ``seed``.
-
-    ``SeedSequence.spawn`` counts its children, so spawning twice gives other streams;
-    children addressed by key do not depend on what was spawned before.
-    """
-    return np.random.SeedSequence(seed.entropy, spawn_key=(*seed.spawn_key, *key))
-
-
-def _hash(obj: Any) -> str:
-    text = json.dumps(obj, sort_keys=True, default=str, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def _write(path: Path, record: dict) -> None:
-    """Write atomically: a temporary file in the same folder, then ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(record, allow_nan=True))
-    os.replace(tmp, path)
-
-
+# --- the run ---------------------------------------------------------------------------
 def read_replicates(store: str | Path) -> pd.DataFrame:
     """Every stored replicate of a power run, one row each (nested fields as dicts)."""
     rows = [json.loads(p.read_text()) for p in sorted(Path(store).glob("*/*.json"))]
     return pd.DataFrame([r for r in rows if "rep" in r])
 
 
-# --- the run ---------------------------------------------------------------------------
 def design_grid(design: Design, n: Iterable[int] | None = None, grid: Mapping | None = None):
     """Design points: the cartesian product of ``n`` and ``grid``'s lists over ``design``.
 
@@ -528,75 +263,30 @@ def power(
         given = {"draws": draws, "tune": tune, "chains": chains}
         settings = NUTS_DEFAULTS | {k: v for k, v in given.items() if v}
     points = design_grid(design, n, grid)
-    keys, tasks, records = [], [], {}
+    keys, jobs = [], []
     folder = Path(store) if store else None
     for fields, d in points:
         data = {"spec": spec.hash, "design": dataclasses.asdict(d), "truth": prior.key}
-        key = _hash(data)  # seeds: the same simulated trials for every engine and rule
+        key = digest(data)  # seeds: the same simulated trials for every engine and rule
         about = data | {"seed": seed, "engine": engine, "settings": settings, "rule": rule.text}
-        rkey = f"{engine}-{key[:8]}-{_hash(about)[:8]}"
+        rkey = f"{engine}-{key[:8]}-{digest(about)[:8]}"
         keys.append((fields, rkey))
-        done = {}
         if folder:
-            _write(folder / rkey / "point.json", about | {"fields": fields})
-            done = {int(p.stem[1:]): p for p in (folder / rkey).glob("r*.json")}
+            write_record(folder / rkey / "point.json", about | {"fields": fields})
         for r in range(replicates):
-            if r in done:
-                records[(rkey, r)] = json.loads(done[r].read_text())
-                continue
             ss = np.random.SeedSequence(seed, spawn_key=(int(key[:8], 16), r))
-            tasks.append(Task(spec.source, rkey, r, d, prior.draw(_child(ss, 0)), reference,
-                              ss, engine, settings, target))  # fmt: skip
-    if records:
-        log.warning("resuming: %d of %d replicates already done (store %s)",
-                    len(records), len(records) + len(tasks), folder)  # fmt: skip
-    for record in _execute(tasks, rule, client, workers, progress):
-        records[(record["point"], record["rep"])] = record
-        if folder:
-            _write(folder / record["point"] / f"r{record['rep']:06d}.json", record)
-    rows = [fields | records[(k, r)] for fields, k in keys for r in range(replicates)]
+            task = Task(spec.source, rkey, r, d, prior.draw(child(ss, 0)), reference, ss,
+                        engine, settings, target)  # fmt: skip
+            jobs.append((folder / rkey / f"r{r:06d}.json" if folder else None, task))
+    records = run_jobs(jobs, run_replicate, rule, client=client, workers=workers,
+                             progress=progress, label="replicates")  # fmt: skip
+    fields_of = [fields for fields, _ in keys for _ in range(replicates)]
+    rows = [fields | record for fields, record in zip(fields_of, records, strict=True)]
     table = summarise(pd.DataFrame(rows), keys, rule, target)
     # records, not a DataFrame: pandas compares attrs when tables are concatenated or merged
     table.attrs = {"rule": rule.text, "spec": spec.name, "engine": engine, "target": target,
                    "replicates": rows}  # fmt: skip
     return table
-
-
-def _execute(tasks: list, rule: Any, client: Any, workers: int, progress: bool,
-             run: Callable = run_replicate, label: str = "replicates"):  # fmt: skip
-    """Run ``run(task, rule)`` for each task (serially, or on Dask), yielding records as they
-    finish. ``rule`` is sent to each worker once (kbayes.calibration passes its setup)."""
-    from rich.progress import Progress
-
-    with Progress(disable=not progress, transient=False) as bar:
-        job = bar.add_task(label, total=len(tasks))
-        if not tasks:
-            return
-        if client == "serial":
-            for task in tasks:
-                yield run(task, rule)
-                bar.advance(job)
-            return
-        from dask.distributed import Client, LocalCluster, as_completed
-
-        cluster = own = None
-        if client is None:
-            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                   dashboard_address=None)  # fmt: skip
-            client = own = Client(cluster)
-        elif isinstance(client, str):
-            client = own = Client(client)
-        try:
-            rule_future = client.scatter(rule, broadcast=True)
-            futures = [client.submit(run, t, rule_future, pure=False) for t in tasks]
-            for future in as_completed(futures):
-                yield future.result()
-                bar.advance(job)
-        finally:
-            if own is not None:
-                own.close()
-            if cluster is not None:
-                cluster.close()
 
 
 def summarise(reps: pd.DataFrame, keys: list, rule: Rule, target: str) -> pd.DataFrame:

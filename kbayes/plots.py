@@ -22,7 +22,6 @@ Interval mass comes from the spec stored with the result (``ci_prob``).
 
 from __future__ import annotations
 
-import json
 import textwrap
 import warnings
 
@@ -30,10 +29,12 @@ import arviz as az
 import matplotlib.pyplot as plt
 import numpy as np
 import xarray as xr
+from arviz_base.labels import MapLabeller
 from matplotlib.figure import Figure
 
+from kbayes.build import population_mean, standardised_change
 from kbayes.data import infusion_profile
-from kbayes.spec import ModelSpec, parse_spec
+from kbayes.results import estimand_names, result_spec, trial_config
 from kbayes.summaries import estimands
 
 #: The call that adds each group, quoted in errors.
@@ -59,17 +60,6 @@ def require(idata: xr.DataTree, *groups: str) -> None:
             )
 
 
-def _spec(idata: xr.DataTree) -> ModelSpec:
-    if "spec" not in idata.attrs:
-        raise ValueError("the result stores no spec (attrs['spec']); make it with kb.fit")
-    return parse_spec(json.loads(idata.attrs["spec"]))
-
-
-def _config(idata: xr.DataTree, key: str, default):
-    """One setting of the stored trial configuration (``attrs["trial_config"]``)."""
-    return json.loads(idata.attrs.get("trial_config", "{}")).get(key, default)
-
-
 def _hdi(da: xr.DataArray, prob: float) -> tuple[np.ndarray, np.ndarray]:
     """Lower and upper HDI bounds of ``da`` over chain and draw."""
     bounds = az.hdi(da, prob=prob)
@@ -91,15 +81,13 @@ def scalar_parameters(idata: xr.DataTree) -> list[str]:
     ]
 
 
-def estimand_names(idata: xr.DataTree) -> list[str]:
-    """Posterior variables marked as estimands (attrs ``estimand=1``), in stored order."""
-    return [str(v) for v, da in idata.posterior.data_vars.items() if da.attrs.get("estimand") == 1]
-
-
 def plot_trace(
     idata: xr.DataTree, var_names: list[str] | None = None, *, kind: str = "trace"
 ) -> Figure:
     """Trace and marginal density per chain (or rank plots) of the main parameters.
+
+    Term coefficients are titled with their term's label (``label`` attrs, set by
+    :func:`kbayes.fit` from the term registry).
 
     Parameters
     ----------
@@ -121,8 +109,11 @@ def plot_trace(
     if plot is None:
         raise ValueError(f"kind must be 'trace' or 'rank', not {kind!r}")
     size = sum(int(np.prod(idata.posterior[n].shape[2:])) for n in names)
+    post = idata.posterior
+    titles = {n: f"{n}: {post[n].attrs['label']}" for n in names if "label" in post[n].attrs}
+    labeller = MapLabeller(var_name_map=titles)
     with az.rc_context({"plot.max_subplots": max(2 * size, 40)}):
-        return _figure(plot(idata, var_names=names, backend="matplotlib"))
+        return _figure(plot(idata, var_names=names, labeller=labeller, backend="matplotlib"))
 
 
 def _estimand_order(names: list[str]) -> list[tuple[str, str]]:
@@ -192,14 +183,6 @@ def plot_estimands(idata: xr.DataTree) -> Figure:
     return fig
 
 
-def _course(post: xr.Dataset, spec: ModelSpec, cond: float, g: np.ndarray) -> xr.DataArray:
-    """alpha0 + delta(cond) * g over (chain, draw, t), at average sex and mid period."""
-    delta = post["beta0"]
-    if "condition" in spec.terms.get("glutamate", ()):
-        delta = delta + cond * post[spec.coefficient("glutamate", "condition")]
-    return post["alpha0"] + delta * xr.DataArray(g, dims="t")
-
-
 def plot_timecourse(idata: xr.DataTree) -> Figure:
     """Observed Glx/tNAA per fMRS block by condition, with the modelled mean course.
 
@@ -220,7 +203,7 @@ def plot_timecourse(idata: xr.DataTree) -> Figure:
     matplotlib.figure.Figure
     """
     require(idata, "posterior", "constant_data", "observed_data")
-    spec = _spec(idata)
+    spec = result_spec(idata)
     if "mrs" not in spec.levels:
         raise ValueError(f"spec {spec.name!r} has no fMRS level, so there is no time course")
     cd = idata.constant_data.to_dataset()
@@ -231,8 +214,8 @@ def plot_timecourse(idata: xr.DataTree) -> Figure:
     has_time = "time_min" in cd
     x = cd["time_min"].to_numpy() if has_time else block.astype(float)
     post = idata.posterior.to_dataset()
-    names = _config(idata, "conditions", ("reference", "active"))
-    metabolite = _config(idata, "metabolite", "Glx/tNAA")
+    names = trial_config(idata).get("conditions", ("reference", "active"))
+    metabolite = trial_config(idata).get("metabolite", "Glx/tNAA")
     fig, ax = plt.subplots(figsize=(8, 4.5), layout="constrained")
     for k, (name, colour) in enumerate(zip(names, _COND_COLOURS, strict=True)):
         sel = cond == k
@@ -245,11 +228,11 @@ def plot_timecourse(idata: xr.DataTree) -> Figure:
         ax.errorbar(bx + offset, means, ses, fmt="o", color=colour, label=f"{name}: observed")
         if has_time:
             grid = np.linspace(x.min(), x.max(), 200)
-            g = infusion_profile(grid, spec.profile, _config(idata, "infusion_min", 40.0))
+            g = infusion_profile(grid, spec.profile, trial_config(idata).get("infusion_min", 40.0))
         else:
             grid = bx
             g = np.array([cd["g"].to_numpy()[sel & (block == b)].mean() for b in blocks])
-        course = _course(post, spec, float(k), g)
+        course = population_mean(spec, "mrs", post, {"c": float(k), "g": xr.DataArray(g, dims="t")})
         lo, hi = _hdi(course, spec.ci_prob)
         ax.fill_between(grid, lo, hi, color=colour, alpha=0.2, lw=0)
         ax.plot(grid, course.median(("chain", "draw")), color=colour, label=f"{name}: model")
@@ -284,7 +267,7 @@ def plot_improvement(idata: xr.DataTree) -> Figure:
     matplotlib.figure.Figure
     """
     require(idata, "posterior", "constant_data", "observed_data")
-    spec = _spec(idata)
+    spec = result_spec(idata)
     terms = spec.terms.get("improvement", ())
     if "improvement" not in spec.levels or "dglx" not in terms:
         raise ValueError(f"spec {spec.name!r} does not relate improvement to the glutamate change")
@@ -305,18 +288,19 @@ def plot_improvement(idata: xr.DataTree) -> Figure:
             if spec.delta == "two_stage"
             else "observed session glutamate change"
         )
-    metabolite = _config(idata, "metabolite", "Glx/tNAA")
-    scale = _config(idata, "scale", "MADRS")
+    metabolite = trial_config(idata).get("metabolite", "Glx/tNAA")
+    scale = trial_config(idata).get("scale", "MADRS")
     pad = 0.1 * np.ptp(x)
     grid = xr.DataArray(np.linspace(x.min() - pad, x.max() + pad, 100), dims="x")
-    dtilde = (grid - spec.constants["delta_center"]) / spec.constants["delta_scale"]
-
-    def coef(term: str) -> xr.DataArray | float:
-        return post[spec.coefficient("improvement", term)] if term in terms else 0.0
+    dtilde = standardised_change(spec, grid)
 
     fig, ax = plt.subplots(figsize=(7, 4.5), layout="constrained")
     for k, (name, colour) in enumerate(
-        zip(_config(idata, "conditions", ("reference", "active")), _COND_COLOURS, strict=True)
+        zip(
+            trial_config(idata).get("conditions", ("reference", "active")),
+            _COND_COLOURS,
+            strict=True,
+        )
     ):
         sel = cond == k
         ax.errorbar(
@@ -330,11 +314,7 @@ def plot_improvement(idata: xr.DataTree) -> Figure:
             elinewidth=0.6,
             label=f"{name}: sessions",
         )
-        line = (
-            post["gamma0"]
-            + k * coef("condition")
-            + (coef("dglx") + k * coef("dglx:condition")) * dtilde
-        )
+        line = population_mean(spec, "improvement", post, {"c": float(k), "dtilde": dtilde})
         lo, hi = _hdi(line, spec.ci_prob)
         ax.fill_between(grid, lo, hi, color=colour, alpha=0.2, lw=0)
         ax.plot(grid, line.median(("chain", "draw")), color=colour, label=f"{name}: model")
@@ -401,7 +381,7 @@ def plot_ppc(
 def headline_estimands(idata: xr.DataTree) -> list[str]:
     """The estimands with a ROPE in the spec (else the first four estimands)."""
     names = estimand_names(idata)
-    spec = _spec(idata) if "spec" in idata.attrs else None
+    spec = result_spec(idata) if "spec" in idata.attrs else None
     with_rope = [n for n in names if spec and n in spec.estimands and spec.estimands[n].rope]
     return with_rope or names[:4]
 
@@ -413,8 +393,7 @@ def top_level_priors(idata: xr.DataTree) -> list[str]:
     every ``*_offset`` of a non-centred effect). They are part of the model's structure, not
     prior beliefs, and scaling them would flag almost every quantity of a hierarchical model.
     """
-    priors = json.loads(idata.attrs.get("spec", "{}")).get("priors", {})
-    hierarchical = {n for n, p in priors.items() if any(isinstance(v, dict) for v in p.values())}
+    hierarchical = set(result_spec(idata).hierarchical) if "spec" in idata.attrs else set()
     return [
         str(v)
         for v in idata.log_prior.data_vars

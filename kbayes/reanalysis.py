@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -236,39 +235,3 @@ def plot_reanalysis(table: pd.DataFrame) -> Figure:
     axes[0].legend(fontsize=8, frameon=False)
     fig.suptitle(a["effect"], fontsize=10)
     return fig
-
-
-def reanalyse_cli(
-    study: str | None = None,
-    outcome: str | None = None,
-    *,
-    delta: float | None = None,
-    ci_prob: float = 0.95,
-    figure: str | Path | None = None,
-) -> str:
-    """Text for ``kbayes reanalyse``: the table, one sentence per prior and the provenance.
-
-    Without ``study`` it lists the registry's outcome keys. With ``figure`` the plot of
-    :func:`plot_reanalysis` is saved there (format from the suffix).
-    """
-    if study is None:
-        return published.outcomes().to_string(index=False)
-    table = reanalyse(study, outcome, delta=delta, ci_prob=ci_prob)
-    a = table.attrs
-    if figure is not None:
-        plot_reanalysis(table).savefig(figure)
-    cols = ["prior_mean", "prior_sd", "post_mean", "post_sd", "ci_low", "ci_high"]
-    cols += ["p_benefit", "p_harm", "p_beyond"]
-    lines = [
-        f"{study}: {a['effect']} ({a['scale']}); benefit: effect "
-        f"{'>' if a['benefit'] == 'positive' else '<'} 0; meaningful difference {a['delta']:g}",
-        table[cols].to_string(float_format=lambda v: f"{v:.3g}"),
-        "",
-        *table["text"],
-        "",
-        f"Likelihood: N({a['estimate']:.4g}, {a['se']:.4g}). Approximation: {a['approximation']}",
-        f"Source: {a['citation']} doi:{a['doi']}" if a["doi"] else f"Source: {a['citation']}",
-    ]
-    if figure is not None:
-        lines.append(f"Figure written to {figure}")
-    return "\n".join(lines)

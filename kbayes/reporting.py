@@ -44,6 +44,7 @@ from matplotlib.figure import Figure
 from kbayes import plots
 from kbayes.data import TrialData
 from kbayes.diagnostics import Verdict, check
+from kbayes.results import estimand_names, trial_config
 from kbayes.spec import MODELS_DIR, builtin_specs, load_spec
 from kbayes.summaries import estimands
 
@@ -150,7 +151,7 @@ def _data_section(idata: xr.DataTree, data: TrialData | None) -> _Section:
     s = _Section("data", "Data and exclusions")
     if data is not None:
         s.parts += [("pre", data.summary()), ("table", data.describe().reset_index())]
-    config = json.loads(idata.attrs.get("trial_config", "{}"))
+    config = trial_config(idata)
     if config:
         rows = [
             {"setting": k, "value": ", ".join(map(str, v)) if isinstance(v, list) else v}
@@ -226,7 +227,7 @@ def _sensitivity_section(idata: xr.DataTree) -> _Section:
         )
         s.parts.append(("p", text))
         return s
-    names = plots.estimand_names(idata) + plots.scalar_parameters(idata)
+    names = estimand_names(idata) + plots.scalar_parameters(idata)
     with _quiet("arviz_stats"):
         table = az.psense_summary(
             idata,

@@ -1,15 +1,38 @@
-"""Saving and loading fitted results (DataTree as netCDF) so that they reload identically."""
+"""Fitted results: what a DataTree of :func:`kbayes.fit` records about itself (its spec,
+trial configuration and estimands), and saving and loading it (netCDF) so that it reloads
+identically."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import xarray as xr
 
 from kbayes.errors import DataError
+from kbayes.spec import ModelSpec, parse_spec
 
 #: Sampler warm-up groups: large, not used downstream, not saved.
 WARMUP_GROUPS = ("warmup_posterior", "warmup_sample_stats")
+
+
+def result_spec(idata: xr.DataTree) -> ModelSpec:
+    """The spec a result was fitted with (``attrs["spec"]``)."""
+    if "spec" not in idata.attrs:
+        raise ValueError("the result stores no spec (attrs['spec']); make it with kb.fit")
+    return parse_spec(json.loads(idata.attrs["spec"]), origin=idata.attrs.get("spec_name", "?"))
+
+
+def trial_config(idata: xr.DataTree) -> dict[str, Any]:
+    """The result's trial configuration as plain data (``attrs["trial_config"]``; ``{}``
+    if none is stored)."""
+    return json.loads(idata.attrs.get("trial_config", "{}"))
+
+
+def estimand_names(idata: xr.DataTree) -> list[str]:
+    """Posterior variables marked as estimands (attrs ``estimand=1``), in stored order."""
+    return [str(v) for v, da in idata.posterior.data_vars.items() if da.attrs.get("estimand") == 1]
 
 
 def save(idata: xr.DataTree, path: str | Path) -> Path:
@@ -47,4 +70,4 @@ def load(path: str | Path) -> xr.DataTree:
     return result
 
 
-__all__ = ["load", "save"]
+__all__ = ["estimand_names", "load", "result_spec", "save", "trial_config"]

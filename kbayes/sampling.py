@@ -81,9 +81,13 @@ def _nutpie_model(entry: _Compiled, inputs: ModelInputs):
     return dataclasses.replace(updated, _coords={**updated._coords, **inputs.coords})
 
 
-def _seed_int(seed: int | np.random.Generator | np.random.SeedSequence | None) -> int:
+def sampler_seed(seed: int | np.random.SeedSequence | np.random.Generator | None) -> int:
+    """The integer seed (0 <= seed < 2**31) a sampler takes: an int as given, 31 bits of a
+    SeedSequence's state, or a draw of a Generator (``None``: fresh entropy)."""
     if isinstance(seed, int | np.integer):
         return int(seed)
+    if isinstance(seed, np.random.SeedSequence):
+        return int(seed.generate_state(1)[0] >> 1)
     return int(np.random.default_rng(seed).integers(2**31 - 1))
 
 
@@ -111,7 +115,7 @@ def sample(
     if sampler not in SAMPLERS:
         raise ValueError(f"sampler must be one of {SAMPLERS}, not {sampler!r}")
     entry = compiled_model(spec, inputs)
-    seed = _seed_int(seed)
+    seed = sampler_seed(seed)
     start = time.perf_counter()
     if sampler == "nutpie":
         import nutpie
@@ -282,7 +286,7 @@ def fit(
         )
         dglx = first_stage.posterior["delta"].mean(("chain", "draw")).to_numpy()
     inputs = model_inputs(spec, data, dglx=dglx)
-    rng_seed = _seed_int(seed)
+    rng_seed = sampler_seed(seed)
     idata, pm_model = sample(
         spec,
         inputs,
@@ -382,10 +386,13 @@ def thinned(posterior: xr.Dataset, draws: int | None) -> xr.Dataset:
 
 
 def add_estimands(idata: xr.DataTree, spec: ModelSpec, data: TrialData) -> None:
-    """Add the spec's estimands to the posterior, with ``label`` and ``unit`` attrs."""
+    """Add the spec's estimands to the posterior, with ``label`` and ``unit`` attrs; label
+    the term coefficients (the term registry's labels)."""
     post = idata.posterior.to_dataset()
     values = spec.estimand_values({k: post[k] for k in post.data_vars})
     names = _config_names(data)
+    for name, label in spec.term_labels().items():
+        post[name].attrs["label"] = _capitalise(label.format(**names))
     for name, est in spec.estimands.items():
         post[name] = values[name].assign_attrs(
             label=_capitalise(est.label.format(**names)),
@@ -424,6 +431,5 @@ def _capitalise(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
-# ``kb.fit`` is this function (it shadows the module in the package namespace), so the
-# counter is reachable as ``kb.fit.compile_count`` too.
+# The counter is reachable as ``kb.fit.compile_count`` too.
 fit.compile_count = compile_count  # type: ignore[attr-defined]

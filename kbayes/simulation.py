@@ -25,8 +25,7 @@ clipped to 0..score_max, and the day-1 score is ``round(B - imp)`` clipped the s
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
-from dataclasses import dataclass
+import functools
 from importlib.resources import as_file, files
 from pathlib import Path
 from typing import Any
@@ -34,14 +33,21 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from kbayes.config import TrialConfig
+from kbayes.build import (
+    ModelInputs,
+    coded_arrays,
+    linear_predictor,
+    model_inputs,
+    standardised_change,
+)
 from kbayes.data import TABLES, TrialData, infusion_profile
-from kbayes.errors import ConfigError
+from kbayes.design import Design, SimulatedTruth, Truth
+from kbayes.replicates import child
+from kbayes.spec import ModelSpec, load_spec
 
-#: Centring and scaling constants of the model (same values as the ``joint`` spec).
-DELTA_CENTER = 0.05  # ratio units: a typical ketamine-evoked rise
-DELTA_SCALE = 0.05  # ratio units
-BASELINE_CENTER = 30.0  # rating-scale points
+#: Spec whose centring constants (``delta_center``, ``delta_scale``, ``baseline_center``)
+#: :func:`simulate` uses: the model it simulates from.
+SIMULATED_SPEC = "joint"
 #: Dirichlet concentration per item of participants' item propensities (assumption).
 ITEM_CONCENTRATION = 5.0
 #: Seed of the bundled example. 2025 (the publication year) already gives two participants
@@ -49,212 +55,8 @@ ITEM_CONCENTRATION = 5.0
 #: 26 in the paper) without searching for a seed.
 EXAMPLE_SEED = 2025
 EXAMPLE_DIR = "example"
-
-
-def _require(ok: bool, cls: str, name: str, expected: str, value: Any) -> None:
-    if not ok:
-        raise ValueError(f"{cls}.{name} must be {expected}, got {value!r}")
-
-
-@dataclass(frozen=True)
-class Truth:
-    """True parameter values of the joint model (names as in the model specs).
-
-    Glutamate parameters are in Glx/tNAA ratio units, improvement parameters in rating-scale
-    points (``gamma_D``, ``gamma_DN``: points per ``DELTA_SCALE`` of glutamate change).
-    The defaults give E[improvement | placebo] = 12 points at baseline 30 and a total
-    naltrexone effect of -3.4 points, i.e. 28 % attenuation, the "about 28 %" reported for
-    Jelen et al. 2025 (doi:10.1038/s41591-025-03800-w; registry key ``jelen2025``, a news
-    report); the naltrexone effect on the glutamate change is -0.03 in men and -0.01 in
-    women, the qualitative "larger in men" of that paper. Every other value is an assumption.
-
-    Parameters
-    ----------
-    alpha0, sd_a, sd_a_session : float, default 1.0, 0.10, 0.03
-        Pre-infusion Glx/tNAA mean and its participant and session SDs (ratio units).
-    beta0, beta_N, beta_M, beta_NM, beta_P : float, default 0.05, -0.02, 0.0, -0.02, 0.0
-        Glutamate change during infusion: intercept (sex average, reference, mid-period),
-        pretreatment, sex (male - female), pretreatment x sex and period effects (ratio units).
-    sd_u, sd_e : float, default 0.02, 0.015
-        Participant and session SDs of the glutamate change (ratio units).
-    gamma0, gamma_N, gamma_M, gamma_NM : float, default 12.0, -2.6, 0.0, 0.0
-        Improvement (points) at a glutamate change of ``DELTA_CENTER`` and baseline 30;
-        pretreatment, sex and pretreatment x sex effects.
-    gamma_D, gamma_DN : float, default 2.0, 0.0
-        Improvement per standardised glutamate change (points), and its change under the
-        pretreatment.
-    gamma_B, gamma_P : float, default 0.2, 0.5
-        Improvement per baseline point above 30, and period effect (points).
-    sd_v, rho_uv : float, default 3.0, 0.0
-        Participant SD of improvement (points) and its correlation with u.
-    sigma_y, nu : float, default 3.5, 10.0
-        Scale (points) and degrees of freedom of the Student-t residual (``nu=inf``: normal).
-    """
-
-    alpha0: float = 1.0
-    sd_a: float = 0.10
-    sd_a_session: float = 0.03
-    beta0: float = 0.05
-    beta_N: float = -0.02
-    beta_M: float = 0.0
-    beta_NM: float = -0.02
-    beta_P: float = 0.0
-    sd_u: float = 0.02
-    sd_e: float = 0.015
-    gamma0: float = 12.0
-    gamma_N: float = -2.6
-    gamma_M: float = 0.0
-    gamma_NM: float = 0.0
-    gamma_D: float = 2.0
-    gamma_DN: float = 0.0
-    gamma_B: float = 0.2
-    gamma_P: float = 0.5
-    sd_v: float = 3.0
-    rho_uv: float = 0.0
-    sigma_y: float = 3.5
-    nu: float = 10.0
-
-    def __post_init__(self) -> None:
-        for name, value in self.params.items():
-            _require(np.isfinite(value) or name == "nu", "Truth", name, "finite", value)
-            if name.startswith("sd_") or name == "sigma_y":
-                _require(value >= 0, "Truth", name, ">= 0", value)
-        _require(self.alpha0 > 0, "Truth", "alpha0", "> 0 (a ratio)", self.alpha0)
-        _require(self.nu > 0, "Truth", "nu", "> 0", self.nu)
-        _require(-1 <= self.rho_uv <= 1, "Truth", "rho_uv", "in [-1, 1]", self.rho_uv)
-
-    @property
-    def params(self) -> dict[str, float]:
-        """Parameter name -> value."""
-        return {f.name: float(getattr(self, f.name)) for f in dataclasses.fields(self)}
-
-    def estimands(self, spec: Any = "joint") -> dict[str, float]:
-        """True values of the spec's estimands (name -> value, on the estimands' units).
-
-        ``spec`` is a built-in name, a path to a TOML spec or a loaded ``ModelSpec``.
-        """
-        from kbayes.spec import load_spec  # imports PyMC tooling: only when asked
-
-        return {k: float(v) for k, v in load_spec(spec).estimand_values(self.params).items()}
-
-
-@dataclass(frozen=True)
-class Design:
-    """A trial design to simulate: size, schedule, noise, missingness and scores.
-
-    Parameters
-    ----------
-    n : int, default 26
-        Participants (Jelen et al. 2025: 26 participated).
-    female_fraction : float, default 0.5
-        Share of ``config.sexes[0]``; the count is rounded and assigned at random. Assumption.
-    block_times : tuple of float, default (-10, -5, 5, 15, 25, 35)
-        fMRS block times (minutes from infusion start): 2 before and 4 during the 40-min
-        infusion. Assumption (the paper's block schedule was not available).
-    sigma_mrs : float, default 0.02
-        Residual SD of a block's ratio beyond its CRLB (ratio units). Assumption.
-    crlb_median, crlb_sd_log : float, default 5.0, 0.3
-        Block CRLBs (%) are LogNormal with this median and log-scale SD. Assumption.
-    dropout : float, default 0.05
-        Probability that a participant misses period 2 (registry: 27 enrolled, 26 in the
-        paper). Must be in [0, 1).
-    block_missing : float, default 0.02
-        Probability that a block is missing (its row is absent). Assumption.
-    baseline_mean, baseline_sd, baseline_session_sd : float, default 32, 5, 3
-        Baseline score: participant mean and SD, and visit-to-visit SD (points). Assumption
-        (moderate-to-severe depression).
-    items : bool, default False
-        Also simulate item scores, ``config.item_columns("baseline")`` and ``("day1")``:
-        each participant has item propensities ~ Dirichlet(``ITEM_CONCENTRATION``, ...),
-        shared by their visits, and each visit's total is split by :func:`split_items`.
-        Assumption (no item-level data of the trial were available).
-    shape : {"step", "ramp"}, default "step"
-        Infusion profile g(t).
-    config : TrialConfig, default TrialConfig()
-        Names, codes and score ranges.
-    """
-
-    n: int = 26
-    female_fraction: float = 0.5
-    block_times: tuple[float, ...] = (-10.0, -5.0, 5.0, 15.0, 25.0, 35.0)
-    sigma_mrs: float = 0.02
-    crlb_median: float = 5.0
-    crlb_sd_log: float = 0.3
-    dropout: float = 0.05
-    block_missing: float = 0.02
-    baseline_mean: float = 32.0
-    baseline_sd: float = 5.0
-    baseline_session_sd: float = 3.0
-    items: bool = False
-    shape: str = "step"
-    config: TrialConfig = dataclasses.field(default_factory=TrialConfig)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "block_times", tuple(float(t) for t in self.block_times))
-        cfg, t = self.config, np.asarray(self.block_times)
-        ok_n = isinstance(self.n, int | np.integer) and self.n >= 2
-        _require(ok_n, "Design", "n", "an integer >= 2", self.n)
-        frac = self.female_fraction
-        _require(0 <= frac <= 1, "Design", "female_fraction", "in [0, 1]", frac)
-        ok_t = t.size > 0 and np.isfinite(t).all() and np.unique(t).size == t.size
-        _require(ok_t, "Design", "block_times", "distinct finite times", self.block_times)
-        for name in ("sigma_mrs", "crlb_sd_log", "baseline_sd", "baseline_session_sd"):
-            _require(getattr(self, name) >= 0, "Design", name, ">= 0", getattr(self, name))
-        _require(self.crlb_median > 0, "Design", "crlb_median", "> 0", self.crlb_median)
-        for name in ("dropout", "block_missing"):
-            _require(0 <= getattr(self, name) < 1, "Design", name, "in [0, 1)", getattr(self, name))
-        ok_b = 0 <= self.baseline_mean <= cfg.score_max
-        _require(ok_b, "Design", "baseline_mean", f"in [0, {cfg.score_max}]", self.baseline_mean)
-        _require(self.shape in ("step", "ramp"), "Design", "shape", "'step' or 'ramp'", self.shape)
-        ok_items = not self.items or cfg.score_max <= cfg.n_items * cfg.item_max
-        _require(ok_items, "Design", "items", "False when score_max > n_items * item_max", True)
-
-
-@dataclass(frozen=True, eq=False)
-class SimulatedTruth:
-    """What a simulation used and drew; set as ``TrialData.truth`` by :func:`simulate`.
-
-    Attributes
-    ----------
-    truth : Truth
-        The parameter values.
-    design : Design
-        The design simulated.
-    latent : pandas.DataFrame
-        One row per observed session: participant, period, condition, ``delta`` (the
-        realised glutamate change, ratio units), ``u`` and ``v`` (participant effects) and
-        ``improvement`` (latent, before rounding and clipping; points).
-    """
-
-    truth: Truth
-    design: Design
-    latent: pd.DataFrame
-
-    @property
-    def params(self) -> dict[str, float]:
-        """Parameter name -> value (as :attr:`Truth.params`)."""
-        return self.truth.params
-
-    def estimands(self, spec: Any = "joint") -> dict[str, float]:
-        """True estimand values (as :meth:`Truth.estimands`)."""
-        return self.truth.estimands(spec)
-
-
 #: Design of the bundled example: the defaults, with item scores.
 EXAMPLE_DESIGN = Design(items=True)
-
-
-def from_table[T](cls: type[T], table: Mapping[str, Any], where: str) -> T:
-    """``cls(**table)`` for :class:`Design` or :class:`Truth` read from a settings file.
-
-    Unknown keys raise a :class:`~kbayes.errors.ConfigError` naming them (``where`` says
-    which file and table); lists become tuples (TOML has no tuples).
-    """
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(table) - known)
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {unknown} (known: {', '.join(sorted(known))})")
-    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in table.items()})
 
 
 def split_items(
@@ -280,6 +82,11 @@ def split_items(
     return (rank < np.asarray(totals)[:, None, None]).sum(axis=2)
 
 
+@functools.cache
+def _simulated_spec() -> ModelSpec:
+    return load_spec(SIMULATED_SPEC)
+
+
 def _draw(design: Design, truth: Truth, rng: np.random.Generator) -> tuple[list, pd.DataFrame]:
     """The three tables and the latent table; each part of the draw has its own stream."""
     return _tables(design, _draw_arrays(design, truth, rng))
@@ -289,7 +96,7 @@ def _draw_arrays(design: Design, truth: Truth, rng: np.random.Generator) -> dict
     """One trial on the full participant x period (x block) grid, with the masks ``seen``
     (n, 2) and ``block_seen`` (n, 2, blocks) of what was observed; values rounded as the
     tables store them."""
-    d, th, cfg = design, truth, design.config
+    d, cfg = design, design.config
     n, t = d.n, np.asarray(d.block_times)
     r_design, r_glu, r_mrs, r_madrs, r_items = rng.spawn(5)
     # design: sex, sequence (0 = reference first), dropout, missing blocks
@@ -301,17 +108,20 @@ def _draw_arrays(design: Design, truth: Truth, rng: np.random.Generator) -> dict
     seen = np.column_stack([np.ones(n, bool), r_design.random(n) >= d.dropout])
     block_seen = r_design.random((n, 2, t.size)) >= d.block_missing
     # glutamate change and participant effects
+    spec, th = _simulated_spec(), truth.params
     z = r_glu.standard_normal((2, n))
-    u = th.sd_u * z[0]
-    v = th.sd_v * (th.rho_uv * z[0] + np.sqrt(1 - th.rho_uv**2) * z[1])
+    u = th["u_sigma"] * z[0]
+    v = th["v_sigma"] * (th["uv_rho"] * z[0] + np.sqrt(1 - th["uv_rho"] ** 2) * z[1])
+    factors = {"c": c, "m": m, "p": p}
     delta = (
-        th.beta0 + th.beta_N * c + th.beta_M * m + th.beta_NM * c * m + th.beta_P * p
-        + u[:, None] + r_glu.normal(0, th.sd_e, (n, 2))
-    )  # fmt: skip
+        linear_predictor(spec, "glutamate", th, factors)
+        + u[:, None]
+        + r_glu.normal(0, th["e_sigma"], (n, 2))
+    )
     # fMRS blocks
-    level = r_mrs.normal(0, th.sd_a, (n, 1)) + r_mrs.normal(0, th.sd_a_session, (n, 2))
+    level = r_mrs.normal(0, th["a_sigma"], (n, 1)) + r_mrs.normal(0, th["a_session_sigma"], (n, 2))
     g = infusion_profile(t, d.shape, cfg.infusion_min)
-    mu = th.alpha0 + level[..., None] + delta[..., None] * g
+    mu = th["alpha0"] + level[..., None] + delta[..., None] * g
     crlb = np.exp(r_mrs.normal(np.log(d.crlb_median), d.crlb_sd_log, mu.shape))
     sd = np.sqrt(d.sigma_mrs**2 + (crlb / 100 * mu) ** 2)
     y = mu + sd * r_mrs.standard_normal(mu.shape)
@@ -319,13 +129,11 @@ def _draw_arrays(design: Design, truth: Truth, rng: np.random.Generator) -> dict
     person = r_madrs.normal(d.baseline_mean, d.baseline_sd, (n, 1))
     base = np.rint(person + r_madrs.normal(0, d.baseline_session_sd, (n, 2)))
     base = base.clip(0, cfg.score_max)
-    tail = r_madrs.standard_t(th.nu, (n, 2)) if np.isfinite(th.nu) else r_madrs.normal(size=(n, 2))
-    dt = (delta - DELTA_CENTER) / DELTA_SCALE
-    imp = (
-        th.gamma0 + th.gamma_N * c + th.gamma_M * m + th.gamma_NM * c * m + th.gamma_D * dt
-        + th.gamma_DN * dt * c + th.gamma_B * (base - BASELINE_CENTER) + th.gamma_P * p
-        + v[:, None] + th.sigma_y * tail
-    )  # fmt: skip
+    nu = th["nu"]
+    tail = r_madrs.standard_t(nu, (n, 2)) if np.isfinite(nu) else r_madrs.normal(size=(n, 2))
+    factors |= {"dtilde": standardised_change(spec, delta),
+                "baseline_c": base - spec.constants["baseline_center"]}  # fmt: skip
+    imp = linear_predictor(spec, "improvement", th, factors) + v[:, None] + th["sigma_y"] * tail
     day1 = np.rint(base - imp).clip(0, cfg.score_max)
     items = r_items.dirichlet(np.full(cfg.n_items, ITEM_CONCENTRATION), n) if d.items else None
     return {
@@ -361,6 +169,80 @@ def _tables(design: Design, a: dict[str, Any]) -> tuple[list, pd.DataFrame]:
          "glx_ratio": a["glx"][i, s, b], "crlb": a["crlb"][i, s, b]}
     )  # fmt: skip
     return [participants, sessions, mrs], latent
+
+
+def simulate_inputs(
+    spec: ModelSpec, design: Design, truth: Truth, seed: np.random.SeedSequence
+) -> ModelInputs:
+    """Simulate one trial (:func:`simulate_tables`) and return the model's inputs.
+
+    Equals ``model_inputs(spec, TrialData(*simulate_tables(...)))`` (tested), built from
+    the simulated arrays without tables or validation, which took longer than a Laplace fit.
+    """
+    if "items" in spec.levels or spec.delta == "two_stage":
+        tables = simulate_tables(design, truth, seed, spec.profile)
+        return model_inputs(spec, TrialData(*tables, config=design.config))
+    a = _fixed_count_draw(design, truth, seed, spec.profile)
+    i, s = np.nonzero(a["seen"])
+    session_of = np.cumsum(a["seen"].ravel()).reshape(a["seen"].shape) - 1
+    bi, bs, bb = np.nonzero(a["seen"][..., None] & a["block_seen"])
+    coords, arrays = coded_arrays(
+        spec,
+        design.config,
+        ids=list(participant_ids(design.n)),
+        session_participant=i.astype(np.int64),
+        period=s + 1,
+        active=a["c"][i, s],
+        male=~a["female"][i],
+        madrs_baseline=a["base"][i, s],
+        madrs_day1=a["day1"][i, s],
+        mrs_session=session_of[bi, bs].astype(np.int64),
+        block=bb + 1,
+        time_min=np.asarray(design.block_times, float)[bb],
+        glx_ratio=a["glx"][bi, bs, bb],
+        crlb=a["crlb"][bi, bs, bb],
+    )
+    return ModelInputs(coords=coords, data=arrays)
+
+
+def simulate_tables(
+    design: Design, truth: Truth, seed: np.random.SeedSequence, profile: str = "step"
+) -> list[pd.DataFrame]:
+    """The three tables of one trial, with fixed-count missingness.
+
+    The trial is :func:`kbayes.simulate`'s draw without dropout or missing blocks; then
+    the last ``round(n * dropout)`` participants (participants are exchangeable: sex and
+    sequence are assigned by random permutation) lose period 2; blocks whose CRLB exceeds
+    ``config.crlb_max`` are dropped, as :class:`~kbayes.TrialData` does; and of the blocks
+    left, ``round(blocks * block_missing)`` are removed at random, keeping in every session
+    one block (chosen at random) before and one during the infusion (``profile`` says
+    which are which).
+    """
+    return _tables(design, _fixed_count_draw(design, truth, seed, profile))[0]
+
+
+def _fixed_count_draw(design: Design, truth: Truth, seed, profile: str) -> dict[str, Any]:
+    """:func:`kbayes.simulate`'s arrays with the masks of :func:`simulate_tables`."""
+    rng = np.random.default_rng(child(seed))  # a copy: Generator.spawn mutates its seed
+    full = dataclasses.replace(design, dropout=0.0, block_missing=0.0)
+    a = _draw_arrays(full, truth, rng)
+    cfg, n = design.config, design.n
+    seen = np.ones((n, 2), bool)
+    seen[n - round(n * design.dropout) :, 1] = False
+    blocks = seen[..., None] & (a["crlb"] <= cfg.crlb_max)
+    during = infusion_profile(np.asarray(design.block_times), profile, cfg.infusion_min) > 0
+    # one random block per session and phase is kept; of the others, a fixed count goes
+    key = rng.random(blocks.shape)
+    keep = np.zeros_like(blocks)
+    for phase in (during, ~during):
+        k = np.where(blocks & phase, key, np.inf).argmin(axis=2)
+        first = np.take_along_axis(blocks & phase, k[..., None], axis=2)
+        np.put_along_axis(keep, k[..., None], first, axis=2)
+    target = round(int(blocks.sum()) * design.block_missing)
+    removable = np.flatnonzero(blocks & ~keep)
+    gone = removable[np.argsort(key.ravel()[removable], kind="stable")[:target]]
+    np.put(blocks, gone, False)
+    return a | {"seen": seen, "block_seen": blocks}
 
 
 def participant_ids(n: int) -> np.ndarray:

@@ -30,28 +30,49 @@ from kbayes.errors import SpecError
 SCHEMA_VERSION = 1
 MODELS_DIR = files("kbayes") / "models"
 
-#: Term name -> coefficient name, per level. The intercepts are beta0 / gamma0 / theta0.
-TERMS: dict[str, dict[str, str]] = {
+
+@dataclass(frozen=True)
+class Term:
+    """A registered model term: its coefficient's name and a label for plots and tables.
+
+    The term's covariate is the product of the coded covariates of its ``:``-separated
+    parts (:data:`FACTORS`): ``condition:sex`` is c m.
+    """
+
+    coefficient: str
+    label: str
+
+
+#: Coded covariate of each part of a term name (the names of kbayes.build's data):
+#: c = 1 under the pretreatment, m = -1/2 or +1/2 by sex, p = period centred on the middle
+#: period, dtilde = standardised glutamate change, baseline_c = centred baseline score.
+FACTORS: dict[str, str] = {"condition": "c", "sex": "m", "period": "p", "dglx": "dtilde",
+                           "baseline": "baseline_c"}  # fmt: skip
+#: Intercept of each level with terms.
+INTERCEPTS: dict[str, str] = {"glutamate": "beta0", "improvement": "gamma0", "items": "theta0"}
+#: The term registry, per level: a new term is one entry here (its parts from FACTORS).
+#: Labels may hold ``{active}``, ``{reference}``, ``{metabolite}`` and ``{scale}``.
+TERMS: dict[str, dict[str, Term]] = {
     "glutamate": {
-        "condition": "beta_N",
-        "sex": "beta_M",
-        "condition:sex": "beta_NM",
-        "period": "beta_P",
+        "condition": Term("beta_N", "{active} vs {reference}: {metabolite} change"),
+        "sex": Term("beta_M", "male - female: {metabolite} change"),
+        "condition:sex": Term("beta_NM", "{active} x sex: {metabolite} change"),
+        "period": Term("beta_P", "period 2 - 1: {metabolite} change"),
     },
     "improvement": {
-        "condition": "gamma_N",
-        "sex": "gamma_M",
-        "condition:sex": "gamma_NM",
-        "dglx": "gamma_D",
-        "dglx:condition": "gamma_DN",
-        "baseline": "gamma_B",
-        "period": "gamma_P",
+        "condition": Term("gamma_N", "{active} vs {reference}: improvement at fixed change"),
+        "sex": Term("gamma_M", "male - female: improvement"),
+        "condition:sex": Term("gamma_NM", "{active} x sex: improvement"),
+        "dglx": Term("gamma_D", "improvement per standardised {metabolite} change"),
+        "dglx:condition": Term("gamma_DN", "{active} x standardised {metabolite} change"),
+        "baseline": Term("gamma_B", "improvement per baseline {scale} point"),
+        "period": Term("gamma_P", "period 2 - 1: improvement"),
     },
     "items": {
-        "condition": "theta_N",
-        "sex": "theta_M",
-        "condition:sex": "theta_NM",
-        "period": "theta_P",
+        "condition": Term("theta_N", "{active} vs {reference}: item improvement"),
+        "sex": Term("theta_M", "male - female: item improvement"),
+        "condition:sex": Term("theta_NM", "{active} x sex: item improvement"),
+        "period": Term("theta_P", "period 2 - 1: item improvement"),
     },
 }
 #: Parameters each level needs besides its term coefficients.
@@ -138,16 +159,33 @@ class ModelSpec:
     hash: str = field(repr=False)
     source: dict = field(repr=False, compare=False)
 
+    @property
+    def hierarchical(self) -> tuple[str, ...]:
+        """Priors with a hyperprior (the random effects, e.g. ``a``, ``u``), in spec order."""
+        return tuple(
+            name
+            for name, p in self.priors.items()
+            if any(isinstance(v, Prior) for v in p.parameters.values())
+        )
+
+    def term_labels(self) -> dict[str, str]:
+        """Coefficient name -> its term's label (a template, see :data:`TERMS`)."""
+        return {
+            TERMS[level][t].coefficient: TERMS[level][t].label
+            for level, terms in self.terms.items()
+            for t in terms
+        }
+
     def coefficient(self, level: str, term: str) -> str:
         """Name of the coefficient of ``term`` at ``level``."""
-        return TERMS[level][term]
+        return TERMS[level][term].coefficient
 
     def parameters(self) -> set[str]:
         """Names available to estimand expressions (before constants and derived values)."""
         names = set(self.priors)
         for level in self.levels:
             names.update(LEVEL_PARAMETERS[level], LEVEL_OUTPUTS.get(level, ()))
-            names.update(TERMS.get(level, {})[t] for t in self.terms.get(level, ()))
+            names.update(self.coefficient(level, t) for t in self.terms.get(level, ()))
         return names
 
     def estimand_values(self, params: Mapping[str, Any]) -> dict[str, Any]:
@@ -317,7 +355,7 @@ def parse_spec(source: dict, origin: str = "<dict>") -> ModelSpec:
             "the model orders them with an ordered transform"
         )
     needed = {p for lv in levels if lv in LEVEL_PARAMETERS for p in LEVEL_PARAMETERS[lv]}
-    needed |= {TERMS[lv][t] for lv, ts in terms.items() for t in ts if t in TERMS[lv]}
+    needed |= {TERMS[lv][t].coefficient for lv, ts in terms.items() for t in ts if t in TERMS[lv]}
     if "improvement" in levels and source.get("likelihood", "student_t") == "student_t":
         needed.add("nu")
     if source.get("correlated_effects"):
@@ -420,6 +458,18 @@ def _check_expr(where: str, expr: Any, known: set[str]) -> list[str]:
     if not unknown:
         return []
     return [f"{where}: {expr!r} refers to {', '.join(sorted(unknown))}, not in this model"]
+
+
+_PARSED: dict[str, ModelSpec] = {}
+
+
+def spec_from_source(source: dict) -> ModelSpec:
+    """:func:`parse_spec` of a spec's ``source`` (``ModelSpec.source``), once per process:
+    workers are sent specs as plain data."""
+    key = _canonical_hash(source)
+    if key not in _PARSED:
+        _PARSED[key] = parse_spec(source, origin=source.get("name", "<source>"))
+    return _PARSED[key]
 
 
 def builtin_specs() -> list[str]:

@@ -6,7 +6,6 @@ The interval mass, ROPEs and decision thresholds come from the spec stored with 
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence
 
@@ -15,7 +14,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from kbayes.spec import parse_spec
+from kbayes.results import estimand_names, result_spec
 
 _UNITLESS = {"", "proportion"}
 
@@ -72,8 +71,8 @@ def estimands(
     units (95 % HDI -0.045 to 0.002); P(< 0) = 0.96; 7 % in the ROPE [-0.005, 0.005].'
     """
     post = idata.posterior.to_dataset()
-    spec = parse_spec(json.loads(idata.attrs["spec"])) if "spec" in idata.attrs else None
-    names = var_names or [v for v in post.data_vars if post[v].attrs.get("estimand") == 1]
+    spec = result_spec(idata) if "spec" in idata.attrs else None
+    names = var_names or estimand_names(idata)
     if not names:
         raise ValueError(
             "the posterior has no estimands (variables with attrs estimand=1); fit with "

@@ -168,6 +168,39 @@ def test_centring_follows_an_edited_prior(example):
     assert "a_offset" in model.named_vars
 
 
+def test_a_new_term_is_one_registry_entry(example, monkeypatch):
+    """A toy term registered once (condition x period on the glutamate change) is accepted by
+    the spec, gets its coefficient in the model and enters the mean as c p; the population
+    mean the plots draw includes it."""
+    from kbayes.build import population_mean
+    from kbayes.spec import TERMS, Term
+
+    monkeypatch.setitem(TERMS["glutamate"], "condition:period", Term("beta_NP", "NP"))
+    src = _load("glutamate").to_toml_dict()
+    src = {
+        **src,
+        "terms": {"glutamate": [*src["terms"]["glutamate"], "condition:period"]},
+        "priors": {**src["priors"], "beta_NP": {"distribution": "Normal", "sigma": 0.05}},
+    }
+    spec = parse_spec(src, "toy-term")
+    assert "beta_NP" in spec.parameters()
+    model = build(spec, example)
+    point = {name: 0.01 * (k + 1) for k, name in enumerate(
+        ["beta0", "beta_N", "beta_M", "beta_NM", "beta_P", "beta_NP"])}  # fmt: skip
+    c, m, p = (constant(model, k) for k in ("c", "m", "p"))
+    expected = point["beta0"] + point["beta_N"] * c + point["beta_M"] * m
+    expected += point["beta_NM"] * c * m + point["beta_P"] * p + point["beta_NP"] * c * p
+    zeros = {"u": np.zeros(len(model.coords["participant"])),
+             "e": np.zeros(len(model.coords["session"]))}  # fmt: skip
+    delta = model.compile_fn(model["delta"], inputs=[model[k] for k in [*point, "u", "e"]],
+                             on_unused_input="ignore")(point | zeros)  # fmt: skip
+    np.testing.assert_allclose(delta, expected, rtol=1e-12)
+    with pytest.raises(kb.SpecError, match="unknown term"):
+        parse_spec({**src, "terms": {"glutamate": ["condition:dose"]}}, "unknown")
+    mean = population_mean(spec, "glutamate", point, {"c": 1.0, "p": 0.5})
+    assert mean == pytest.approx(0.01 + 0.02 + 0.05 * 0.5 + 0.06 * 0.5)
+
+
 # --- coding of the covariates ----------------------------------------------------------
 def test_condition_sex_and_period_coding(models, example, sessions):
     model = models["joint"]

@@ -1,6 +1,6 @@
 """Simulation-based calibration: rank statistics, the uniformity and coverage tables on known
 cases (calibrated and deliberately miscalibrated posteriors), compile-once, seeds, store and
-resume, the figure and the ``kbayes validate`` command.
+resume, the figure and the ``kbayes calibrate`` command.
 
 The default suite fits the ``improvement`` spec on a small design (8 participants) with
 short chains: one nutpie compile, shared by every test here. The reduced SBC of every built-in
@@ -205,7 +205,7 @@ def test_thin_larger_than_the_draws_is_refused():
 
 def test_cli_validate_writes_tables_and_figures(run, tmp_path):
     out = tmp_path / "sbc"
-    args = ["validate", "--model", "improvement", "--sims", "3", "--n", "8", "--seed", "3",
+    args = ["calibrate", "--model", "improvement", "--sims", "3", "--n", "8", "--seed", "3",
             "--draws", "300", "--tune", "300", "--thin", "50", "--serial",
             "--out", str(out)]  # fmt: skip
     res = CliRunner().invoke(app, args)
@@ -217,7 +217,7 @@ def test_cli_validate_writes_tables_and_figures(run, tmp_path):
     table = pd.read_csv(out / "improvement_uniformity.csv", index_col="quantity")
     assert {"p_value", "chi2_p", "flagged"} <= set(table.columns)
     assert len(list((out / "sims").glob("*/s*.json"))) == 3
-    bad = CliRunner().invoke(app, ["validate", "--model", "nope", "--sims", "1"])
+    bad = CliRunner().invoke(app, ["calibrate", "--model", "nope", "--sims", "1"])
     assert bad.exit_code == 1 and "unknown model" in bad.output
 
 

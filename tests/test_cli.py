@@ -82,6 +82,18 @@ def test_demo_fits_the_example_and_writes_the_report(tmp_path):
     assert load(tmp_path / "example_joint.nc").attrs["spec_name"] == "joint"
 
 
+def test_reanalyse_prints_table_sentences_and_source(tmp_path):
+    """The text holds the table, sentences, approximation and DOI; no study lists keys."""
+    result = invoke("reanalyse", "jelen2025", "madrs_day1", "--delta", 20, "--figure",
+                    tmp_path / "r.png")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    out = " ".join(result.output.split())
+    assert "sceptical" in out and "doi:10.1038/s41591-025-03800-w" in out
+    assert "P(effect > 20 %)" in out
+    assert (tmp_path / "r.png").stat().st_size > 0
+    assert "madrs_day1" in invoke("reanalyse").output
+
+
 def test_power_writes_table_and_figure(tmp_path):
     study = tmp_path / "study.toml"
     study.write_text(

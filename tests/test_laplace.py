@@ -8,7 +8,7 @@ import pytest
 import kbayes as kb
 from kbayes import laplace
 from kbayes.build import model_inputs
-from kbayes.planning import simulate_inputs
+from kbayes.simulation import simulate_inputs
 
 
 @pytest.fixture(scope="module")

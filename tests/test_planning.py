@@ -20,15 +20,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import xarray as xr
 
 import kbayes as kb
-from kbayes.build import model_inputs
 from kbayes.planning import (
     LAPLACE_DRAWS,
-    PosteriorTruth,
-    PredictiveTruth,
-    PriorTruth,
     Task,
     design_grid,
     plot_power,
@@ -36,59 +31,12 @@ from kbayes.planning import (
     read_replicates,
     run_file,
     run_replicate,
-    simulate_inputs,
-    simulate_tables,
 )
 from kbayes.rules import as_rule
 
 RULE = "P(ntx_imp_direct < 0) > 0.95"
 FAST = {"model": "improvement", "engine": "laplace", "client": "serial", "progress": False}
 NULL = kb.Truth(gamma_N=0.0, beta_N=0.0, beta_NM=0.0)  # no effect on glutamate or improvement
-
-
-@pytest.mark.parametrize("model", ["joint", "improvement", "glutamate"])
-def test_fast_inputs_equal_validated_model_inputs(model):
-    spec = kb.load_spec(model)
-    design = kb.Design(n=14, dropout=0.2, block_missing=0.1)
-    seed = np.random.SeedSequence(5)
-    fast = simulate_inputs(spec, design, kb.Truth(), seed)
-    tables = simulate_tables(design, kb.Truth(), seed)
-    slow = model_inputs(spec, kb.TrialData(*tables, config=design.config))
-    assert fast.coords == slow.coords
-    assert fast.data.keys() == slow.data.keys()
-    for name, value in fast.data.items():
-        assert value.dtype == slow.data[name].dtype, name
-        np.testing.assert_allclose(value, slow.data[name], rtol=1e-9, atol=1e-12, err_msg=name)
-
-
-def test_fixed_count_missingness_gives_one_shape_per_point():
-    spec, design = kb.load_spec("joint"), kb.Design(n=20, dropout=0.1, block_missing=0.05)
-    shapes = {simulate_inputs(spec, design, kb.Truth(), np.random.SeedSequence(s)).shape
-              for s in range(5)}  # fmt: skip
-    assert len(shapes) == 1
-    dims = {k: v for k, v in next(iter(shapes)) if isinstance(v, int)}  # dims, not arrays
-    assert dims["session"] == 2 * 20 - 2
-    assert dims["mrs_obs"] == 38 * 6 - round(38 * 6 * 0.05)
-
-
-def test_missing_blocks_leave_every_session_a_block_before_and_during():
-    design = kb.Design(n=12, dropout=0.25, block_missing=0.5)
-    for s in range(3):
-        _, sessions, mrs = simulate_tables(design, kb.Truth(), np.random.SeedSequence(s))
-        assert len(sessions) == 2 * 12 - 3  # the last 3 participants miss period 2
-        assert len(mrs) == 21 * 6 - round(21 * 6 * 0.5)  # no CRLB above 20 % here
-        phase = np.where(mrs["time_min"] >= 0, "during", "before")
-        per_session = mrs.groupby([mrs["participant"], mrs["period"], phase]).size()
-        assert len(per_session) == 2 * len(sessions), "a session lost every block of a phase"
-
-
-def test_fast_inputs_without_an_observed_change_fail_as_the_tables_do():
-    """CRLBs mostly above crlb_max leave sessions without blocks during the infusion: the
-    observed-change model cannot use them and says which, as for real data."""
-    design = kb.Design(n=6, crlb_median=30.0)
-    seed = np.random.SeedSequence(1)
-    with pytest.raises(kb.DataError, match="have no fMRS blocks both before and during"):
-        simulate_inputs(kb.load_spec("improvement"), design, kb.Truth(), seed)
 
 
 def test_design_grid_is_a_cartesian_product():
@@ -257,28 +205,6 @@ def test_two_dask_workers_give_the_serial_table():
     parallel = power(kb.Design(), kb.Truth(), RULE, client=None, workers=2, **kwargs)
     serial = power(kb.Design(), kb.Truth(), RULE, client="serial", **kwargs)
     pd.testing.assert_frame_equal(parallel, serial)
-
-
-def test_design_priors_draw_per_replicate_and_repeat():
-    from pymc_extras.prior import Prior
-
-    seeds = [np.random.SeedSequence(1, spawn_key=(k,)) for k in range(4)]
-    prior = PriorTruth({"gamma_N": Prior("Normal", mu=-2.6, sigma=1.0)})
-    draws = [prior.draw(s).gamma_N for s in seeds]
-    assert len(set(draws)) == 4 and draws == [prior.draw(s).gamma_N for s in seeds]
-    assert prior.draw(seeds[0]).beta_N == kb.Truth().beta_N
-
-    class Meta:  # the MetaAnalysis protocol: predictive_draws(n, seed)
-        def predictive_draws(self, n, seed):
-            return np.random.default_rng(seed).normal(-0.3, 0.1, n)
-
-    pred = PredictiveTruth(Meta(), "gamma_N", transform=lambda d: 10 * d)
-    assert -10 < pred.draw(seeds[0]).gamma_N < 0
-    post = xr.Dataset({"gamma_N": (("chain", "draw"), [[-1.0, -2.0, -3.0]]),
-                       "v_sigma": (("chain", "draw"), [[1.0, 2.0, 3.0]])})  # fmt: skip
-    dt = xr.DataTree.from_dict({"posterior": post})
-    drawn = [PosteriorTruth(dt).draw(s) for s in seeds]
-    assert all(t.sd_v == -t.gamma_N for t in drawn), "one posterior draw sets both fields"
 
 
 def test_assurance_with_a_prior_truth():

@@ -10,7 +10,7 @@ import pytest
 
 from kbayes import published
 from kbayes.published import convert
-from kbayes.reanalysis import NormalPrior, plot_reanalysis, prior_set, reanalyse, reanalyse_cli
+from kbayes.reanalysis import NormalPrior, plot_reanalysis, prior_set, reanalyse
 
 
 def test_f_to_t_and_p_hand_values():
@@ -156,12 +156,3 @@ def test_figure_has_one_panel_per_prior():
     fig = plot_reanalysis(reanalyse("jelen2025", outcome="madrs_day1"))
     assert isinstance(fig, mpl.figure.Figure)
     assert len(fig.axes) == 3
-
-
-def test_cli_text(tmp_path):
-    """The command-line text holds the table, sentences, approximation and DOI."""
-    out = reanalyse_cli("jelen2025", "madrs_day1", delta=20, figure=tmp_path / "r.png")
-    assert "sceptical" in out and "doi:10.1038/s41591-025-03800-w" in out
-    assert "P(effect > 20 %)" in out
-    assert (tmp_path / "r.png").stat().st_size > 0
-    assert "madrs_day1" in reanalyse_cli()

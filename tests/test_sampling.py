@@ -96,6 +96,9 @@ def test_estimands_are_in_the_posterior_with_label_and_unit(joint_example_fit):
         assert "{" not in attrs["label"] + attrs["unit"], f"{name}: placeholders left"
         assert post[name].dims == ("chain", "draw")
     assert post["ntx_glu"].attrs["label"].startswith("Naltrexone effect on the Glx/tNAA change")
+    # term coefficients carry their registry label, filled from the trial configuration
+    assert post["beta_N"].attrs["label"] == "Naltrexone vs placebo: Glx/tNAA change"
+    assert "estimand" not in post["beta_N"].attrs
     assert post["ntx_imp_total"].attrs["unit"] == "MADRS points"
     # each estimand is its expression evaluated draw by draw
     xr.testing.assert_allclose(
@@ -367,8 +370,8 @@ def test_threads_build_and_compile_a_shape_once():
     """A Dask worker may run replicates in threads: a new shape is built and compiled once."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from kbayes.planning import simulate_inputs
     from kbayes.sampling import _nutpie_model, compiled_model
+    from kbayes.simulation import simulate_inputs
 
     spec = kb.load_spec("improvement")
     inputs = simulate_inputs(spec, kb.Design(n=7), kb.Truth(), np.random.SeedSequence(1))

@@ -8,22 +8,27 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import kbayes as kb
+from kbayes.build import model_inputs
 from kbayes.data import TABLES
+from kbayes.design import Design, SimulatedTruth, Truth
 from kbayes.simulation import (
-    BASELINE_CENTER,
-    DELTA_CENTER,
-    DELTA_SCALE,
     EXAMPLE_DESIGN,
     EXAMPLE_SEED,
-    Design,
-    SimulatedTruth,
-    Truth,
+    SIMULATED_SPEC,
     load_example,
     simulate,
+    simulate_inputs,
+    simulate_tables,
     split_items,
 )
+from kbayes.spec import load_spec
 
 TRUTH = Truth()
+#: The centring of the simulated model, read from its spec as the simulator does.
+CONSTANTS = load_spec(SIMULATED_SPEC).constants
+DELTA_CENTER, DELTA_SCALE = CONSTANTS["delta_center"], CONSTANTS["delta_scale"]
+BASELINE_CENTER = CONSTANTS["baseline_center"]
 
 
 def tables(data) -> list[pd.DataFrame]:
@@ -178,12 +183,12 @@ def test_naltrexone_glutamate_effect_is_larger_in_men(large):
 
 
 def test_participant_effects_correlate_as_set():
-    """The realised correlation of u and v is close to rho_uv."""
-    truth = dataclasses.replace(TRUTH, rho_uv=0.6)
+    """The realised correlation of u and v is close to uv_rho."""
+    truth = dataclasses.replace(TRUTH, uv_rho=0.6)
     latent = simulate(Design(n=2000, dropout=0.0), truth, seed=9).truth.latent
     per = latent.groupby("participant")[["u", "v"]].first()
     assert abs(per["u"].corr(per["v"]) - 0.6) < 0.06
-    assert abs(per["u"].std() - truth.sd_u) < 0.1 * truth.sd_u
+    assert abs(per["u"].std() - truth.u_sigma) < 0.1 * truth.u_sigma
 
 
 def test_dropout_missing_blocks_and_crlb(large_default):
@@ -202,55 +207,50 @@ def test_normal_residuals_and_ramp_profile_run():
     assert data.sessions["madrs_day1"].notna().all()
 
 
-# --- parameters and estimands -------------------------------------------------------------
-@pytest.mark.parametrize(
-    ("cls", "field", "value"),
-    [
-        (Design, "n", 1),
-        (Design, "dropout", 1.0),
-        (Design, "dropout", -0.1),
-        (Design, "sigma_mrs", -0.01),
-        (Design, "female_fraction", 1.5),
-        (Design, "block_times", ()),
-        (Design, "shape", "sigmoid"),
-        (Truth, "sd_u", -0.1),
-        (Truth, "sigma_y", -1.0),
-        (Truth, "rho_uv", 1.5),
-        (Truth, "nu", 0.0),
-        (Truth, "beta_N", np.nan),
-    ],
-)
-def test_impossible_values_name_the_field(cls, field, value):
-    with pytest.raises(ValueError, match=rf"{cls.__name__}\.{field} "):
-        cls(**{field: value})
+# --- fixed-shape simulation (power and SBC) ---------------------------------------------
+@pytest.mark.parametrize("model", ["joint", "improvement", "glutamate"])
+def test_fast_inputs_equal_validated_model_inputs(model):
+    spec = kb.load_spec(model)
+    design = kb.Design(n=14, dropout=0.2, block_missing=0.1)
+    seed = np.random.SeedSequence(5)
+    fast = simulate_inputs(spec, design, kb.Truth(), seed)
+    tables = simulate_tables(design, kb.Truth(), seed)
+    slow = model_inputs(spec, kb.TrialData(*tables, config=design.config))
+    assert fast.coords == slow.coords
+    assert fast.data.keys() == slow.data.keys()
+    for name, value in fast.data.items():
+        assert value.dtype == slow.data[name].dtype, name
+        np.testing.assert_allclose(value, slow.data[name], rtol=1e-9, atol=1e-12, err_msg=name)
 
 
-def test_truth_params_and_hand_computed_estimands():
-    """Default truth: total naltrexone effect -3.4 points, 28.3 % attenuation."""
-    p = TRUTH.params
-    assert set(p) == {f.name for f in dataclasses.fields(Truth)}
-    d0, d1 = ((p["beta0"] + p["beta_N"] * c - DELTA_CENTER) / DELTA_SCALE for c in (0, 1))
-    total = p["gamma_N"] + p["gamma_D"] * (d1 - d0) + p["gamma_DN"] * d1
-    attenuation = -100 * total / (p["gamma0"] + p["gamma_D"] * d0)
-    assert total == pytest.approx(-3.4)
-    assert attenuation == pytest.approx(28.333, abs=1e-3)
-    assert p["beta_N"] - p["beta_NM"] / 2 == pytest.approx(-0.01)  # women
-    assert p["beta_N"] + p["beta_NM"] / 2 == pytest.approx(-0.03)  # men
+def test_fixed_count_missingness_gives_one_shape_per_point():
+    spec, design = kb.load_spec("joint"), kb.Design(n=20, dropout=0.1, block_missing=0.05)
+    shapes = {simulate_inputs(spec, design, kb.Truth(), np.random.SeedSequence(s)).shape
+              for s in range(5)}  # fmt: skip
+    assert len(shapes) == 1
+    dims = {k: v for k, v in next(iter(shapes)) if isinstance(v, int)}  # dims, not arrays
+    assert dims["session"] == 2 * 20 - 2
+    assert dims["mrs_obs"] == 38 * 6 - round(38 * 6 * 0.05)
 
 
-def test_truth_estimands_agree_with_the_joint_spec():
-    """Truth.estimands (via the spec) matches the hand computation and the constants."""
-    from kbayes.spec import load_spec
+def test_missing_blocks_leave_every_session_a_block_before_and_during():
+    design = kb.Design(n=12, dropout=0.25, block_missing=0.5)
+    for s in range(3):
+        _, sessions, mrs = simulate_tables(design, kb.Truth(), np.random.SeedSequence(s))
+        assert len(sessions) == 2 * 12 - 3  # the last 3 participants miss period 2
+        assert len(mrs) == 21 * 6 - round(21 * 6 * 0.5)  # no CRLB above 20 % here
+        phase = np.where(mrs["time_min"] >= 0, "during", "before")
+        per_session = mrs.groupby([mrs["participant"], mrs["period"], phase]).size()
+        assert len(per_session) == 2 * len(sessions), "a session lost every block of a phase"
 
-    spec = load_spec("joint")
-    assert spec.constants["delta_center"] == DELTA_CENTER
-    assert spec.constants["delta_scale"] == DELTA_SCALE
-    assert spec.constants["baseline_center"] == BASELINE_CENTER
-    est = TRUTH.estimands()
-    assert est["ntx_imp_total"] == pytest.approx(-3.4)
-    assert est["attenuation_pct"] == pytest.approx(28.333, abs=1e-3)
-    assert est["ntx_glu_male"] == pytest.approx(-0.03)
-    assert est["ntx_glu_female"] == pytest.approx(-0.01)
+
+def test_fast_inputs_without_an_observed_change_fail_as_the_tables_do():
+    """CRLBs mostly above crlb_max leave sessions without blocks during the infusion: the
+    observed-change model cannot use them and says which, as for real data."""
+    design = kb.Design(n=6, crlb_median=30.0)
+    seed = np.random.SeedSequence(1)
+    with pytest.raises(kb.DataError, match="have no fMRS blocks both before and during"):
+        simulate_inputs(kb.load_spec("improvement"), design, kb.Truth(), seed)
 
 
 # --- the bundled example ----------------------------------------------------------------

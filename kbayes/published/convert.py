@@ -22,6 +22,7 @@ Senn S. Cross-over Trials in Clinical Research, 2nd ed. Wiley 2002. doi:10.1002/
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -364,7 +365,7 @@ def from_mean_difference(
 
 
 def _prepend(lik: Likelihood, head: str) -> Likelihood:
-    return Likelihood(**{**lik.__dict__, "approximation": head + lik.approximation})
+    return dataclasses.replace(lik, approximation=head + lik.approximation)
 
 
 def from_result(
@@ -423,7 +424,7 @@ def from_result(
             f"{result.source}: statistic {stat!r} is not a test of one contrast; "
             "convertible: F(1, df), t, p"
         )
-    return Likelihood(**{**lik.__dict__, "approximation": lik.approximation + note})
+    return dataclasses.replace(lik, approximation=lik.approximation + note)
 
 
 def from_registry(study: str, outcome: str) -> Likelihood:

@@ -1,0 +1,224 @@
+"""What to simulate: a trial :class:`Design`, the parameter values (:class:`Truth`), and what a
+simulation used (:class:`SimulatedTruth`, set as ``TrialData.truth``).
+
+:mod:`kbayes.simulation` draws trials from them; :mod:`kbayes.design_priors` draws truths.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from kbayes.config import TrialConfig
+from kbayes.errors import ConfigError
+
+
+def _require(ok: bool, cls: str, name: str, expected: str, value: Any) -> None:
+    if not ok:
+        raise ValueError(f"{cls}.{name} must be {expected}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class Truth:
+    """True parameter values of the joint model (names as in the model specs).
+
+    Field names are the model's parameter names (a spec's hierarchical SDs are
+    ``<effect>_sigma``). Glutamate parameters are in Glx/tNAA ratio units, improvement
+    parameters in rating-scale points (``gamma_D``, ``gamma_DN``: points per
+    ``delta_scale`` of glutamate change, the joint spec's constant, 0.05).
+    The defaults give E[improvement | placebo] = 12 points at baseline 30 and a total
+    naltrexone effect of -3.4 points, i.e. 28 % attenuation, the "about 28 %" reported for
+    Jelen et al. 2025 (doi:10.1038/s41591-025-03800-w; registry key ``jelen2025``, a news
+    report); the naltrexone effect on the glutamate change is -0.03 in men and -0.01 in
+    women, the qualitative "larger in men" of that paper. Every other value is an assumption.
+
+    Parameters
+    ----------
+    alpha0, a_sigma, a_session_sigma : float, default 1.0, 0.10, 0.03
+        Pre-infusion Glx/tNAA mean and its participant and session SDs (ratio units).
+    beta0, beta_N, beta_M, beta_NM, beta_P : float, default 0.05, -0.02, 0.0, -0.02, 0.0
+        Glutamate change during infusion: intercept (sex average, reference, mid-period),
+        pretreatment, sex (male - female), pretreatment x sex and period effects (ratio units).
+    u_sigma, e_sigma : float, default 0.02, 0.015
+        Participant and session SDs of the glutamate change (ratio units).
+    gamma0, gamma_N, gamma_M, gamma_NM : float, default 12.0, -2.6, 0.0, 0.0
+        Improvement (points) at a glutamate change of ``delta_center`` (0.05) and baseline
+        ``baseline_center`` (30), the joint spec's constants;
+        pretreatment, sex and pretreatment x sex effects.
+    gamma_D, gamma_DN : float, default 2.0, 0.0
+        Improvement per standardised glutamate change (points), and its change under the
+        pretreatment.
+    gamma_B, gamma_P : float, default 0.2, 0.5
+        Improvement per baseline point above 30, and period effect (points).
+    v_sigma, uv_rho : float, default 3.0, 0.0
+        Participant SD of improvement (points) and its correlation with u.
+    sigma_y, nu : float, default 3.5, 10.0
+        Scale (points) and degrees of freedom of the Student-t residual (``nu=inf``: normal).
+    """
+
+    alpha0: float = 1.0
+    a_sigma: float = 0.10
+    a_session_sigma: float = 0.03
+    beta0: float = 0.05
+    beta_N: float = -0.02
+    beta_M: float = 0.0
+    beta_NM: float = -0.02
+    beta_P: float = 0.0
+    u_sigma: float = 0.02
+    e_sigma: float = 0.015
+    gamma0: float = 12.0
+    gamma_N: float = -2.6
+    gamma_M: float = 0.0
+    gamma_NM: float = 0.0
+    gamma_D: float = 2.0
+    gamma_DN: float = 0.0
+    gamma_B: float = 0.2
+    gamma_P: float = 0.5
+    v_sigma: float = 3.0
+    uv_rho: float = 0.0
+    sigma_y: float = 3.5
+    nu: float = 10.0
+
+    def __post_init__(self) -> None:
+        for name, value in self.params.items():
+            _require(np.isfinite(value) or name == "nu", "Truth", name, "finite", value)
+            if name.endswith("_sigma") or name == "sigma_y":
+                _require(value >= 0, "Truth", name, ">= 0", value)
+        _require(self.alpha0 > 0, "Truth", "alpha0", "> 0 (a ratio)", self.alpha0)
+        _require(self.nu > 0, "Truth", "nu", "> 0", self.nu)
+        _require(-1 <= self.uv_rho <= 1, "Truth", "uv_rho", "in [-1, 1]", self.uv_rho)
+
+    @property
+    def params(self) -> dict[str, float]:
+        """Parameter name -> value."""
+        return {f.name: float(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    def estimands(self, spec: Any = "joint") -> dict[str, float]:
+        """True values of the spec's estimands (name -> value, on the estimands' units).
+
+        ``spec`` is a built-in name, a path to a TOML spec or a loaded ``ModelSpec``.
+        """
+        from kbayes.spec import load_spec  # imports PyMC tooling: only when asked
+
+        return {k: float(v) for k, v in load_spec(spec).estimand_values(self.params).items()}
+
+
+@dataclass(frozen=True)
+class Design:
+    """A trial design to simulate: size, schedule, noise, missingness and scores.
+
+    Parameters
+    ----------
+    n : int, default 26
+        Participants (Jelen et al. 2025: 26 participated).
+    female_fraction : float, default 0.5
+        Share of ``config.sexes[0]``; the count is rounded and assigned at random. Assumption.
+    block_times : tuple of float, default (-10, -5, 5, 15, 25, 35)
+        fMRS block times (minutes from infusion start): 2 before and 4 during the 40-min
+        infusion. Assumption (the paper's block schedule was not available).
+    sigma_mrs : float, default 0.02
+        Residual SD of a block's ratio beyond its CRLB (ratio units). Assumption.
+    crlb_median, crlb_sd_log : float, default 5.0, 0.3
+        Block CRLBs (%) are LogNormal with this median and log-scale SD. Assumption.
+    dropout : float, default 0.05
+        Probability that a participant misses period 2 (registry: 27 enrolled, 26 in the
+        paper). Must be in [0, 1).
+    block_missing : float, default 0.02
+        Probability that a block is missing (its row is absent). Assumption.
+    baseline_mean, baseline_sd, baseline_session_sd : float, default 32, 5, 3
+        Baseline score: participant mean and SD, and visit-to-visit SD (points). Assumption
+        (moderate-to-severe depression).
+    items : bool, default False
+        Also simulate item scores, ``config.item_columns("baseline")`` and ``("day1")``:
+        each participant has item propensities ~ Dirichlet(``ITEM_CONCENTRATION``, ...),
+        shared by their visits, and each visit's total is split by
+        :func:`kbayes.simulation.split_items`.
+        Assumption (no item-level data of the trial were available).
+    shape : {"step", "ramp"}, default "step"
+        Infusion profile g(t).
+    config : TrialConfig, default TrialConfig()
+        Names, codes and score ranges.
+    """
+
+    n: int = 26
+    female_fraction: float = 0.5
+    block_times: tuple[float, ...] = (-10.0, -5.0, 5.0, 15.0, 25.0, 35.0)
+    sigma_mrs: float = 0.02
+    crlb_median: float = 5.0
+    crlb_sd_log: float = 0.3
+    dropout: float = 0.05
+    block_missing: float = 0.02
+    baseline_mean: float = 32.0
+    baseline_sd: float = 5.0
+    baseline_session_sd: float = 3.0
+    items: bool = False
+    shape: str = "step"
+    config: TrialConfig = dataclasses.field(default_factory=TrialConfig)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "block_times", tuple(float(t) for t in self.block_times))
+        cfg, t = self.config, np.asarray(self.block_times)
+        ok_n = isinstance(self.n, int | np.integer) and self.n >= 2
+        _require(ok_n, "Design", "n", "an integer >= 2", self.n)
+        frac = self.female_fraction
+        _require(0 <= frac <= 1, "Design", "female_fraction", "in [0, 1]", frac)
+        ok_t = t.size > 0 and np.isfinite(t).all() and np.unique(t).size == t.size
+        _require(ok_t, "Design", "block_times", "distinct finite times", self.block_times)
+        for name in ("sigma_mrs", "crlb_sd_log", "baseline_sd", "baseline_session_sd"):
+            _require(getattr(self, name) >= 0, "Design", name, ">= 0", getattr(self, name))
+        _require(self.crlb_median > 0, "Design", "crlb_median", "> 0", self.crlb_median)
+        for name in ("dropout", "block_missing"):
+            _require(0 <= getattr(self, name) < 1, "Design", name, "in [0, 1)", getattr(self, name))
+        ok_b = 0 <= self.baseline_mean <= cfg.score_max
+        _require(ok_b, "Design", "baseline_mean", f"in [0, {cfg.score_max}]", self.baseline_mean)
+        _require(self.shape in ("step", "ramp"), "Design", "shape", "'step' or 'ramp'", self.shape)
+        ok_items = not self.items or cfg.score_max <= cfg.n_items * cfg.item_max
+        _require(ok_items, "Design", "items", "False when score_max > n_items * item_max", True)
+
+
+@dataclass(frozen=True, eq=False)
+class SimulatedTruth:
+    """What a simulation used and drew; set as ``TrialData.truth`` by :func:`simulate`.
+
+    Attributes
+    ----------
+    truth : Truth
+        The parameter values.
+    design : Design
+        The design simulated.
+    latent : pandas.DataFrame
+        One row per observed session: participant, period, condition, ``delta`` (the
+        realised glutamate change, ratio units), ``u`` and ``v`` (participant effects) and
+        ``improvement`` (latent, before rounding and clipping; points).
+    """
+
+    truth: Truth
+    design: Design
+    latent: pd.DataFrame
+
+    @property
+    def params(self) -> dict[str, float]:
+        """Parameter name -> value (as :attr:`Truth.params`)."""
+        return self.truth.params
+
+    def estimands(self, spec: Any = "joint") -> dict[str, float]:
+        """True estimand values (as :meth:`Truth.estimands`)."""
+        return self.truth.estimands(spec)
+
+
+def from_table[T](cls: type[T], table: Mapping[str, Any], where: str) -> T:
+    """``cls(**table)`` for :class:`Design` or :class:`Truth` read from a settings file.
+
+    Unknown keys raise a :class:`~kbayes.errors.ConfigError` naming them (``where`` says
+    which file and table); lists become tuples (TOML has no tuples).
+    """
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(table) - known)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown} (known: {', '.join(sorted(known))})")
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in table.items()})
