@@ -132,7 +132,7 @@ def coded_arrays(
         "session_participant": session_participant,
         "c": np.asarray(active, float),
         "m": np.where(male, 0.5, -0.5),
-        "p": p - (p.min() + p.max()) / 2,
+        "p": p - (1 + config.periods) / 2,  # centred on the design's middle period
     }
     if "e" in spec.integrate:  # each participant's latent vector has one slot per period
         periods = np.unique(period)

@@ -35,6 +35,9 @@ class TrialConfig:
         Infusion length in minutes; time 0 is infusion start.
     crlb_max : float, default 20.0
         Quality cut-off: fMRS blocks whose CRLB (%) exceeds it are excluded and reported.
+    periods : int, default 2
+        Number of periods of the design (two for a two-condition crossover); a session in a
+        period outside 1..periods is an error.
     """
 
     conditions: tuple[str, str] = ("placebo", "naltrexone")
@@ -47,6 +50,7 @@ class TrialConfig:
     drug: str = "ketamine"
     infusion_min: float = 40.0
     crlb_max: float = 20.0
+    periods: int = 2
 
     @property
     def reference(self) -> str:

@@ -316,13 +316,16 @@ class TrialData:
     def summary(self) -> str:
         """A few plain-language lines: sizes, completeness and exclusions."""
         n_p = len(self.participants)
-        per = self.sessions.groupby("participant").size()
+        periods = self.config.periods
+        per = self.sessions.groupby("participant")["period"].nunique()
         sexes = ", ".join(f"{k}: {v}" for k, v in self.participants["sex"].value_counts().items())
-        complete = int((per == per.max()).sum())
+        complete = int((per == periods).sum())
+        fewer = n_p - complete
         lines = [
             f"{n_p} participants ({sexes}), "
             f"{len(self.sessions)} sessions, {len(self.mrs)} fMRS blocks.",
-            f"{complete} participants completed every period; {n_p - complete} did not.",
+            f"{complete} of {n_p} participants have a session in each of the {periods} periods; "
+            f"{fewer} {'has' if fewer == 1 else 'have'} fewer.",
         ]
         if len(self.exclusions):
             counts = self.exclusions.groupby(["action", "reason"]).size()

@@ -147,7 +147,8 @@ def _schemas(
     """Per-column rules of each table; ``items`` are the item columns present in sessions."""
     score = _numeric(f"a whole number 0-{config.score_max}", 0, config.score_max, whole=True)
     item = _numeric(f"a whole number 0-{config.item_max}", 0, config.item_max, whole=True)
-    period = _numeric("a whole number >= 1", 1, whole=True)
+    period = _numeric(f"a whole number 1-{config.periods} (TrialConfig.periods)", 1,
+                      config.periods, whole=True)  # fmt: skip
     participant = _column(lambda s: s.astype(str).str.strip() != "", "a non-empty participant ID")
 
     def codes(field: str, table: str, column: str) -> pa.Column:

@@ -35,6 +35,20 @@ def test_from_frames(data):
     assert data.truth is None
     assert "4 participants (female: 2, male: 2), 8 sessions, 32 fMRS blocks." in data.summary()
     assert "No exclusions." in repr(data)
+    assert "4 of 4 participants have a session in each of the 2 periods; 0 have fewer." in (
+        data.summary()
+    )
+
+
+def test_summary_counts_completeness_against_the_design(data):
+    """One period each is not complete (it was reported as "completed every period")."""
+    first = data.replace(
+        sessions=data.sessions[data.sessions["period"] == 1],
+        mrs=data.mrs[data.mrs["period"] == 1],
+    )
+    assert "0 of 4 participants have a session in each of the 2 periods; 4 have fewer." in (
+        first.summary()
+    )
 
 
 @pytest.mark.parametrize("fmt", ["csv", "parquet"])

@@ -59,9 +59,15 @@ def test_bad_rule_or_engine_is_refused_before_any_work():
 
 @pytest.fixture(scope="module")
 def null_and_effect():
-    """Laplace runs: 300 replicates under no effect at n=12; 150 with the default effect at
-    n = 12 and 40 (the machinery checks), in this process."""
-    null = power(kb.Design(), NULL, RULE, n=[12], replicates=300, seed=11, **FAST)
+    """Laplace runs: 300 replicates under no effect at n=40; 150 with the default effect at
+    n = 12 and 40 (the machinery checks), in this process.
+
+    The null run is at n = 40: a design point's replicates share the scales the Laplace
+    screen fixes from its reference trials, and at n = 12 those are noisy enough that the
+    screen's null rate ranges 0.01-0.11 over seeds 11, 13-17 (coverage 0.85-0.99); at
+    n = 40 it is 0.027-0.053 (coverage 0.94-0.98), so the check tests the machinery, not
+    one seed's references (docs/power.md)."""
+    null = power(kb.Design(), NULL, RULE, n=[40], replicates=300, seed=11, **FAST)
     effect = power(kb.Design(), kb.Truth(), RULE, n=[12, 40], replicates=150, seed=12, **FAST)
     return null, effect
 

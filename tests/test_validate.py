@@ -123,7 +123,7 @@ CASES = [
     ),
     pytest.param(
         lambda t: put(t, "sessions", 0, "period", 0),
-        "sessions", "period", ["row 0 (participant 'P1', period 0): 0", ">= 1"],
+        "sessions", "period", ["row 0 (participant 'P1', period 0): 0", "1-2"],
         id="period-0",
     ),
     pytest.param(
@@ -244,9 +244,9 @@ CASES = [
         id="duplicate-block",
     ),
     pytest.param(
-        lambda t: t["mrs"].loc.__setitem__((slice(0, 3), "period"), 3),
-        "mrs", "period", ["listed in table 'sessions'", "4 rows",
-                          "row 0 (participant 'P1', period 3, block 1)"],
+        lambda t: t["mrs"].loc.__setitem__((slice(0, 3), "participant"), "P9"),
+        "mrs", None, ["columns 'participant', 'period'", "listed in table 'sessions'",
+                      "4 rows", "row 0 (participant 'P9', period 1, block 1)"],
         id="block-of-unknown-session",
     ),
     pytest.param(
@@ -437,7 +437,9 @@ def test_one_period_only_is_kept_and_reported(make_tables, caplog):
     ]
     assert "P4" in set(data.sessions["participant"])
     assert "kept: one period only (1)" in data.summary()
-    assert "1 did not" in data.summary()
+    assert "3 of 4 participants have a session in each of the 2 periods; 1 has fewer." in (
+        data.summary()
+    )
     assert "sessions: one period only (kept, 1 row: P4/1)" in caplog.text
 
 
@@ -507,3 +509,14 @@ def test_unknown_codes_name_the_config_field_and_the_call_that_accepts_them(make
     )
     with pytest.raises(DataError, match=r"TrialConfig.conditions.*conditions=\('NTX', 'PBO'\)"):
         validate_tables(**t, config=TrialConfig())
+
+
+def test_a_period_outside_the_design_is_refused(make_tables):
+    """A period 3 in a two-period crossover would recode the period term of every
+    participant (centred on the middle period); it is an error naming the rows."""
+    t = make_tables()
+    t["sessions"].loc[1, "period"] = 3
+    t["mrs"].loc[t["mrs"]["participant"].eq("P1") & t["mrs"]["period"].eq(2), "period"] = 3
+    with pytest.raises(DataError, match=r"table 'sessions', column 'period'.*1-2 \(TrialConfig"):
+        validate_tables(**t, config=TrialConfig())
+    validate_tables(**t, config=TrialConfig(periods=3))
