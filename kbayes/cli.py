@@ -4,12 +4,14 @@ reanalyse``."""
 from __future__ import annotations
 
 import functools
+import logging
 import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+from rich.logging import RichHandler
 from rich.markup import escape
 
 if TYPE_CHECKING:
@@ -25,6 +27,10 @@ _state = {"debug": False}
 @app.callback()
 def main(debug: Annotated[bool, typer.Option(help="Show full tracebacks.")] = False) -> None:
     _state["debug"] = debug
+    log = logging.getLogger("kbayes")  # warnings (few usable replicates, resuming) on stderr
+    if not any(isinstance(h, RichHandler) for h in log.handlers):
+        handler = RichHandler(console=Console(stderr=True), show_time=False, show_path=False)
+        log.addHandler(handler)
 
 
 def _friendly(func):
@@ -46,6 +52,67 @@ def _friendly(func):
     return wrapper
 
 
+#: Options of every command that reads trial data (``kb.TrialData``'s ``columns`` and ``config``).
+ColumnsOption = Annotated[
+    str | None,
+    typer.Option(
+        "--columns",
+        help="Column mapping from your names to kbayes's, e.g. subject=participant,visit=period.",
+    ),
+]
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        help="TOML file of TrialConfig fields (conditions, sexes, scale, periods, ...).",
+    ),
+]
+DataArgument = Annotated[
+    list[Path],
+    typer.Argument(
+        help="A folder with participants/sessions/mrs tables, or the three files in that order."
+    ),
+]
+
+
+def _columns(text: str | None) -> dict[str, str] | None:
+    """``"a=b,c=d"`` as ``{"a": "b", "c": "d"}`` (your name = kbayes's name)."""
+    import kbayes as kb
+
+    if not text:
+        return None
+    pairs = [p.strip() for p in text.split(",") if p.strip()]
+    bad = [p for p in pairs if p.count("=") != 1 or not all(x.strip() for x in p.split("="))]
+    if bad:
+        raise kb.ConfigError(
+            f"--columns: {bad} are not yours=kbayes pairs (e.g. subject=participant,visit=period)"
+        )
+    return {a.strip(): b.strip() for a, b in (p.split("=") for p in pairs)}
+
+
+def _config(path: Path | None) -> kb.TrialConfig | None:
+    """The TrialConfig of a TOML file (its top-level keys are the fields)."""
+    import kbayes as kb
+    from kbayes.design import from_table
+
+    if path is None:
+        return None
+    if not path.is_file():
+        raise kb.ConfigError(f"--config: file {str(path)!r} does not exist")
+    return from_table(kb.TrialConfig, tomllib.loads(path.read_text()), f"--config {path}")
+
+
+def _read_trial(data: list[Path], columns: str | None, config: Path | None) -> kb.TrialData:
+    import kbayes as kb
+
+    kwargs = {"columns": _columns(columns), "config": _config(config)}
+    if len(data) == 1:
+        return kb.TrialData.from_folder(data[0], **kwargs)
+    if len(data) == 3:
+        return kb.TrialData.from_files(*data, **kwargs)
+    raise ValueError("give one folder or three files (participants, sessions, mrs)")
+
+
 def _fit_and_save(data, model: str, out: Path, name: str, **kwargs) -> Path:
     import kbayes as kb
     from kbayes.results import save
@@ -64,7 +131,7 @@ def _print_result(idata) -> kb.Verdict:
     from kbayes.summaries import estimands
 
     verdict = check(idata)
-    console.print(verdict)
+    console.print(verdict.for_cli())
     table = estimands(idata)
     columns = ["unit", "mean", "hdi_low", "hdi_high"]
     console.print(table[columns].to_string(float_format="{:.3g}".format), soft_wrap=True)
@@ -94,33 +161,27 @@ def demo(
 @app.command()
 @_friendly
 def fit(
-    data: Annotated[
-        list[Path],
-        typer.Argument(
-            help="A folder with participants/sessions/mrs tables, or the three files in that order."
-        ),
-    ],
+    data: DataArgument,
     model: Annotated[
         str, typer.Option(help="Built-in spec name or path to a TOML spec.")
     ] = "joint",
     out: Annotated[Path, typer.Option(help="Folder for the result.")] = Path("kbayes-results"),
+    columns: ColumnsOption = None,
+    config: ConfigOption = None,
     draws: int = 2000,
     tune: int = 1000,
     chains: int = 4,
+    target_accept: float = 0.9,
     seed: int = 1,
 ) -> None:
     """Fit a model to trial data and save the result (netCDF)."""
     import kbayes as kb
 
     kb.load_spec(model)  # a wrong model name fails before any data are read
-    if len(data) == 1:
-        trial = kb.TrialData.from_folder(data[0])
-    elif len(data) == 3:
-        trial = kb.TrialData.from_files(*data)
-    else:
-        raise ValueError("give one folder or three files (participants, sessions, mrs)")
+    trial = _read_trial(data, columns, config)
     console.print(trial.summary())
-    _fit_and_save(trial, model, out, "fit", draws=draws, tune=tune, chains=chains, seed=seed)
+    _fit_and_save(trial, model, out, "fit", draws=draws, tune=tune, chains=chains,
+                  target_accept=target_accept, seed=seed)  # fmt: skip
 
 
 @app.command()
@@ -143,12 +204,19 @@ def check(
 def report(
     result: Annotated[Path, typer.Argument(help="A saved result (.nc).")],
     out: Annotated[Path | None, typer.Option(help="Report file (.html or .md).")] = None,
+    data: Annotated[
+        list[Path] | None,
+        typer.Option(help="The trial's data (a folder, or the three files), for the data section."),
+    ] = None,
+    columns: ColumnsOption = None,
+    config: ConfigOption = None,
 ) -> None:
     """Write the HTML (or Markdown) report of a saved result."""
     import kbayes as kb
     from kbayes.results import load
 
-    path = kb.report(load(result), out or result.with_suffix(".html"))
+    trial = _read_trial(data, columns, config) if data else None
+    path = kb.report(load(result), out or result.with_suffix(".html"), data=trial)
     console.print(f"Report: [bold]{path}[/]")
 
 
@@ -156,7 +224,7 @@ def report(
 @_friendly
 def simulate(
     design: Annotated[
-        Path | None, typer.Option(help="TOML with [design] and [truth] tables.")
+        Path | None, typer.Option(help=escape("TOML with [design] and [truth] tables."))
     ] = None,
     out: Annotated[Path, typer.Option(help="Folder for the three CSV tables.")] = Path(
         "kbayes-sim"
@@ -192,13 +260,13 @@ def power(
     workers: Annotated[int, typer.Option(help="Processes of the local Dask cluster.")] = 2,
     store: Annotated[Path | None, typer.Option(help="Replicate store; a rerun resumes.")] = None,
     serial: Annotated[bool, typer.Option(help="Run in this process, without Dask.")] = False,
+    config: ConfigOption = None,
 ) -> None:
     """Power or assurance over a design grid: table (power.csv) and curves (power.png)."""
     from kbayes.planning import run_file
 
-    table, csv, png = run_file(
-        design, out=out, scheduler=scheduler, workers=workers, store=store, serial=serial
-    )
+    table, csv, png = run_file(design, out=out, scheduler=scheduler, workers=workers,
+                               store=store, serial=serial, config=_config(config))  # fmt: skip
     text = table.drop(columns="rmse").to_string(index=False, float_format="{:.3g}".format)
     console.print(text, soft_wrap=True)
     console.print(f"Table: [bold]{csv}[/]  Figure: [bold]{png}[/]")
@@ -218,6 +286,12 @@ def calibrate(
         int | None,
         typer.Option(help="Participants of a simulated design (default: the bundled example's)."),
     ] = None,
+    data: Annotated[
+        list[Path] | None,
+        typer.Option(help="A trial (folder, or three files) whose design every simulation uses."),
+    ] = None,
+    columns: ColumnsOption = None,
+    config: ConfigOption = None,
     seed: int = 0,
     draws: int = 500,
     tune: int = 500,
@@ -237,8 +311,17 @@ def calibrate(
     from kbayes.diagnostics import ESS_FAIL, RHAT_FAIL
 
     kb.load_spec(model)  # a wrong model name fails before any work
+    if data and n:
+        raise kb.ConfigError("give --data (a trial's design) or --n (a simulated one), not both")
+    trial_config = _config(config)
+    if data:
+        design = _read_trial(data, columns, config)
+    elif n or trial_config:
+        design = kb.Design(**({"n": n} if n else {}), config=trial_config or kb.TrialConfig())
+    else:
+        design = None
     result = kb.calibrate(
-        model, sims, design=kb.Design(n=n) if n else None, seed=seed, draws=draws, tune=tune,
+        model, sims, design=design, seed=seed, draws=draws, tune=tune,
         chains=chains, thin=thin, store=store or out / "sims",
         client="serial" if serial else scheduler, workers=workers,
     )  # fmt: skip

@@ -27,10 +27,11 @@ any parameter it is made of.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import arviz as az
 import numpy as np
@@ -70,6 +71,15 @@ class Problem:
     advice: str
     variables: tuple[str, ...] = ()
     values: dict[str, float] = field(default_factory=dict)
+    #: The advice in command-line terms (``--draws 4800``), where it names a call.
+    cli_advice: str = ""
+
+
+def _refit(**settings: Any) -> tuple[str, str]:
+    """A refit with ``settings`` in Python and in command-line terms."""
+    python = "kb.fit(..., " + ", ".join(f"{k}={v}" for k, v in settings.items()) + ")"
+    cli = "kbayes fit ... " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in settings.items())
+    return python, cli
 
 
 @dataclass(frozen=True)
@@ -84,6 +94,14 @@ class Verdict:
     def ok(self) -> bool:
         """True when no check failed or warned."""
         return self.status == "ok"
+
+    def for_cli(self) -> Verdict:
+        """The same verdict with its advice in command-line terms (``--draws 4800``)."""
+        problems = tuple(
+            dataclasses.replace(p, advice=p.cli_advice) if p.cli_advice else p
+            for p in self.problems
+        )
+        return dataclasses.replace(self, problems=problems)
 
     def to_frame(self) -> pd.DataFrame:
         """One row per problem: kind, status, message, advice and the variables named."""
@@ -206,6 +224,7 @@ def check(
                 "The result has no sample_stats group, so divergences, tree depth and E-BFMI "
                 "could not be checked.",
                 "Check a result straight from kb.fit (or keep sample_stats when saving).",
+                cli_advice="Check a result saved by kbayes fit.",
             )
         )
     status = max((p.status for p in problems), key=_ORDER.__getitem__, default="ok")
@@ -263,6 +282,12 @@ def _ess_problem(kind: str, ess: pd.Series, ess_min: float, summary: dict) -> li
     status: Status = "fail" if bad.min() < ESS_FAIL else "warn"
     what = "means and medians" if kind == "bulk" else "intervals and tail probabilities"
     draws = math.ceil(summary["draws"] * ess_min / max(bad.min(), 1) / 100) * 100
+    calls = _refit(draws=draws)
+    advice = [
+        f"Draw more: about {call} per chain should reach {ess_min:g}; if ESS per draw stays "
+        "this low, the sampler is struggling and a reparametrisation helps more than draws."
+        for call in calls
+    ]
     return [
         Problem(
             f"ess_{kind}",
@@ -270,11 +295,10 @@ def _ess_problem(kind: str, ess: pd.Series, ess_min: float, summary: dict) -> li
             f"Too few effective draws ({kind} ESS < {ess_min:g}) for {len(bad)} quantities: "
             f"{shown}. Their {what} carry a large Monte-Carlo error"
             + (", and below 100 even R-hat and ESS are unreliable." if status == "fail" else "."),
-            f"Draw more: about kb.fit(..., draws={draws}) per chain should reach {ess_min:g}; "
-            "if ESS per draw stays this low, the sampler is struggling and a "
-            "reparametrisation helps more than draws.",
+            advice[0],
             names,
             bad.to_dict(),
+            cli_advice=advice[1],
         )
     ]
 
@@ -343,14 +367,19 @@ def _divergence_problem(idata: xr.DataTree, n: int, total: int, settings: dict) 
         )
     else:
         reparam = "non-centre random effects or tighten priors on scale parameters"
+    advice = [
+        f"Refit with a higher target_accept{now}, e.g. {call}; if divergences remain, "
+        f"reparametrise: {reparam}."
+        for call in _refit(target_accept=0.99)
+    ]
     return Problem(
         "divergences",
         "fail",
         f"{n} of {total} transitions ({100 * n / total:.1f} %) diverged: the sampler could "
         "not follow the posterior's curvature, so the draws may miss part of it and be biased.",
-        f"Refit with a higher target_accept{now}, e.g. kb.fit(..., target_accept=0.99); if "
-        f"divergences remain, reparametrise: {reparam}.",
+        advice[0],
         values={"divergences": n, "total": total},
+        cli_advice=advice[1],
     )
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -35,6 +36,7 @@ import numpy as np
 import pandas as pd
 
 from kbayes import laplace
+from kbayes.config import TrialConfig
 from kbayes.design import Design, Truth, from_table
 from kbayes.design_priors import DesignPrior, PriorTruth, design_prior
 from kbayes.errors import ConfigError
@@ -54,6 +56,13 @@ from kbayes.simulation import simulate_inputs
 from kbayes.spec import ModelSpec, load_spec, spec_from_source
 
 ENGINES = ("nutpie", "laplace")
+log = logging.getLogger("kbayes")
+#: Usable share of a design point's replicates below which its rates are warned about.
+USABLE_MIN = 0.9
+#: Columns of a power table that are statistics, not design fields (see :func:`power`).
+_STATS = ("replicates", "n_ok", "n_problem", "usable_share", "true_value", "mean_estimate",
+          "bias", "rmse", "ci_width", "coverage")  # fmt: skip
+_RATES = ("power", "p_nogo", "p_inconclusive")
 #: Draws of a Laplace replicate: independent, so their Monte-Carlo error on a rule's
 #: probability (0.005 at 0.95) is half that of the 1000 correlated draws of a NUTS replicate.
 LAPLACE_DRAWS = 2000
@@ -238,7 +247,9 @@ def power(
         One row per design point: the varied design fields; ``replicates``, ``n_ok`` and
         ``n_problem`` (replicates with divergences, R-hat > 1.05 on a scalar parameter or
         a used estimand, bulk ESS < 100 of an estimand of the rule or the target, or a
-        failed fit: counted, and left out of every rate); ``power`` (share of
+        failed fit: counted, and left out of every rate) and ``usable_share`` (``n_ok`` /
+        ``replicates``; below :data:`USABLE_MIN` a warning is logged, :func:`few_usable`);
+        ``power`` (share of
         ``go`` among ok replicates) and ``power_se`` (its Monte-Carlo SE); ``power_all``
         (the share among every replicate with a decision, problems included: if it differs
         from ``power``, the problem replicates matter); for a GoNoGo
@@ -283,10 +294,27 @@ def power(
     fields_of = [fields for fields, _ in keys for _ in range(replicates)]
     rows = [fields | record for fields, record in zip(fields_of, records, strict=True)]
     table = summarise(pd.DataFrame(rows), keys, rule, target)
+    for message in few_usable(table):
+        log.warning(message)
     # records, not a DataFrame: pandas compares attrs when tables are concatenated or merged
     table.attrs = {"rule": rule.text, "spec": spec.name, "engine": engine, "target": target,
                    "replicates": rows}  # fmt: skip
     return table
+
+
+def few_usable(table: pd.DataFrame) -> list[str]:
+    """One warning per design point whose rates rest on fewer than :data:`USABLE_MIN` of
+    its replicates (the others had convergence problems or failed)."""
+    fields = [c for c in table.columns if c not in _STATS and not c.startswith(_RATES)]
+    out = []
+    for row in table[table["usable_share"] < USABLE_MIN].to_dict("records"):
+        point = ", ".join(f"{c}={row[c]}" for c in fields)
+        out.append(
+            f"design point {point}: its rates rest on {row['n_ok']} of {row['replicates']} "
+            f"replicates ({row['usable_share']:.0%} usable; the others had convergence "
+            f"problems); power among all replicates with a decision: {row['power_all']:.3g}"
+        )
+    return out
 
 
 def summarise(reps: pd.DataFrame, keys: list, rule: Rule, target: str) -> pd.DataFrame:
@@ -297,7 +325,8 @@ def summarise(reps: pd.DataFrame, keys: list, rule: Rule, target: str) -> pd.Dat
         ok = r[~r["problem"].astype(bool)]
         k = len(ok)
         row = {**{f: (list(v) if isinstance(v, tuple) else v) for f, v in fields.items()},
-               "replicates": len(r), "n_ok": k, "n_problem": len(r) - k}  # fmt: skip
+               "replicates": len(r), "n_ok": k, "n_problem": len(r) - k,
+               "usable_share": k / len(r) if len(r) else np.nan}  # fmt: skip
         for outcome, col in (
             ("go", "power"),
             ("no-go", "p_nogo"),
@@ -325,6 +354,9 @@ def summarise(reps: pd.DataFrame, keys: list, rule: Rule, target: str) -> pd.Dat
 def plot_power(table: pd.DataFrame, x: str = "n", ax: Any = None, label: str | None = None):
     """Power against ``x`` with +-2 Monte-Carlo SE bands, one line per other grid setting.
 
+    A point whose rates rest on fewer than :data:`USABLE_MIN` of its replicates is ringed
+    in red and labelled with its usable count.
+
     ``label`` names this table's lines in the legend (e.g. the engine, when several tables
     are drawn on one ``ax``); the legend appears when more than one line is labelled.
 
@@ -338,10 +370,7 @@ def plot_power(table: pd.DataFrame, x: str = "n", ax: Any = None, label: str | N
         fig, ax = plt.subplots(figsize=(6, 4), layout="constrained")
     else:
         fig = ax.figure
-    stats = {"replicates", "n_ok", "n_problem", "true_value", "mean_estimate", "bias", "rmse",
-             "ci_width", "coverage"}  # fmt: skip
-    others = [c for c in table.columns if c != x and c not in stats
-              and not c.startswith(("power", "p_nogo", "p_inconclusive"))]  # fmt: skip
+    others = [c for c in table.columns if c != x and c not in _STATS and not c.startswith(_RATES)]
     groups = table.groupby([str(c) for c in others], sort=False) if others else [((), table)]
     for values, g in groups:
         g = g.sort_values(x)
@@ -351,6 +380,11 @@ def plot_power(table: pd.DataFrame, x: str = "n", ax: Any = None, label: str | N
         line = ax.plot(g[x], g["power"], marker="o", label=name)[0]
         lo, hi = g["power"] - 2 * g["power_se"], g["power"] + 2 * g["power_se"]
         ax.fill_between(g[x], lo.clip(0), hi.clip(upper=1), color=line.get_color(), alpha=0.2, lw=0)
+        for row in g[g["usable_share"] < USABLE_MIN].to_dict("records"):  # few replicates
+            ax.plot(row[x], row["power"], marker="o", ms=11, mfc="none", mec="red")
+            text = f"{row['n_ok']}/{row['replicates']} usable"
+            ax.annotate(text, (row[x], row["power"]), xytext=(6, -12),
+                        textcoords="offset points", color="red", fontsize=7)  # fmt: skip
     ax.set(xlabel=x, ylabel="power (share of replicates: go)", ylim=(0, 1.02))
     rule = table.attrs.get("rule")
     ax.set_title(rule if rule and len(rule) < 70 else "power, band: +-2 MC SE", fontsize=9)
@@ -368,6 +402,7 @@ def run_file(
     store: str | Path | None = None,
     serial: bool = False,
     progress: bool = True,
+    config: TrialConfig | None = None,
 ) -> tuple[pd.DataFrame, Path, Path]:
     """Run the power study a TOML file describes; write its table and power curves.
 
@@ -386,6 +421,8 @@ def run_file(
         gamma_N = -2.6
         [rule]
         expr = "P(ntx_glu < 0) > 0.95"   # or go = "...", nogo = "..."
+        [config]                   # optional TrialConfig fields of the design
+        conditions = ["placebo", "nalmefene"]
 
     Parameters
     ----------
@@ -402,6 +439,9 @@ def run_file(
     serial : bool, default False
         Run in this process without Dask.
     progress : bool, default True
+    config : TrialConfig, optional
+        The design's trial configuration (``kbayes power --config``), instead of a
+        ``[config]`` table in the file.
 
     Returns
     -------
@@ -415,7 +455,7 @@ def run_file(
     path = Path(path)
     conf = tomllib.loads(path.read_text())
     known = {"model", "replicates", "seed", "engine", "target", "store", "draws", "tune",
-             "chains", "design", "grid", "truth", "rule"}  # fmt: skip
+             "chains", "design", "grid", "truth", "rule", "config"}  # fmt: skip
     unknown = sorted(set(conf) - known)
     if unknown:
         raise ConfigError(f"{path}: unknown keys {unknown} (known: {', '.join(sorted(known))})")
@@ -426,6 +466,12 @@ def run_file(
     base = from_table(Truth, truth_table, f"{path} [truth]")
     truth = PriorTruth(priors, base) if priors else base
     design = from_table(Design, conf.get("design", {}), f"{path} [design]")
+    if "config" in conf and config is not None:
+        raise ConfigError(f"{path}: a [config] table and a config were both given; keep one")
+    if "config" in conf:
+        config = from_table(TrialConfig, conf["config"], f"{path} [config]")
+    if config is not None:
+        design = dataclasses.replace(design, config=config)
     grid = dict(conf.get("grid", {}))
     out = Path(out) if out else path.with_name(f"{path.stem}_power")
     out.mkdir(parents=True, exist_ok=True)

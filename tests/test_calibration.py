@@ -9,6 +9,8 @@ spec is marked slow (``make test-sbc``).
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -203,7 +205,7 @@ def test_thin_larger_than_the_draws_is_refused():
         calibrate("improvement", 1, draws=20, chains=2, thin=100)
 
 
-def test_cli_validate_writes_tables_and_figures(run, tmp_path):
+def test_cli_calibrate_writes_tables_and_figures(run, tmp_path):
     out = tmp_path / "sbc"
     args = ["calibrate", "--model", "improvement", "--sims", "3", "--n", "8", "--seed", "3",
             "--draws", "300", "--tune", "300", "--thin", "50", "--serial",
@@ -219,6 +221,25 @@ def test_cli_validate_writes_tables_and_figures(run, tmp_path):
     assert len(list((out / "sims").glob("*/s*.json"))) == 3
     bad = CliRunner().invoke(app, ["calibrate", "--model", "nope", "--sims", "1"])
     assert bad.exit_code == 1 and "unknown model" in bad.output
+
+
+def test_cli_calibrate_on_a_trial_read_in_its_own_names(tmp_path):
+    """--data with --columns and --config: the simulations share that trial's design."""
+    folder = tmp_path / "trial"
+    kb.simulate(kb.Design(n=8), kb.Truth(), seed=2).to_files(folder)
+    for name in ("participants", "sessions", "mrs"):
+        df = pd.read_csv(folder / f"{name}.csv").replace({"placebo": "PBO", "naltrexone": "NTX"})
+        df.rename(columns={"participant": "subject"}).to_csv(folder / f"{name}.csv", index=False)
+    config = tmp_path / "trial.toml"
+    config.write_text('conditions = ["PBO", "NTX"]\n')
+    out = str(tmp_path / "sbc")
+    args = ["calibrate", "--model", "improvement", "--sims", "2", "--data", str(folder),
+            "--columns", "subject=participant", "--config", str(config), "--draws", "100",
+            "--tune", "100", "--thin", "20", "--serial", "--out", out]  # fmt: skip
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    settings = json.loads((tmp_path / "sbc" / "improvement_settings.json").read_text())
+    assert settings["participants"] == 8
 
 
 # --- reduced SBC of every built-in spec (slow) ---------------------------------------------

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import pytest
 import xarray as xr
@@ -72,6 +74,53 @@ def test_check_exit_code_follows_the_verdict(sim_dir, tmp_path):
     assert check.exit_code == 1 and "FAIL" in check.output.upper(), check.output
 
 
+def test_advice_speaks_cli(sim_dir, tmp_path):
+    """Too few draws: the verdict's advice names the option, not the Python call."""
+    out = tmp_path / "res"
+    args = ("--draws", 30, "--tune", 100, "--chains", 2, "--seed", 3)
+    fitted = invoke("fit", sim_dir, "--model", "improvement", "--out", out, *args)
+    assert fitted.exit_code == 0, fitted.output
+    assert "--draws" in fitted.output and "kb.fit(" not in fitted.output
+    python = kb.check(load(out / "fit_improvement.nc"))
+    assert any("kb.fit(..., draws=" in p.advice for p in python.problems)
+    cli = python.for_cli()
+    assert any("kbayes fit ... --draws " in p.advice for p in cli.problems)
+    assert [p.kind for p in cli.problems] == [p.kind for p in python.problems]
+
+
+def test_columns_and_config_read_a_trial_in_its_own_names(sim_dir, tmp_path):
+    """The user's names (subject, visit; codes PBO/NTX, F/M) fit without rewriting files."""
+    folder = tmp_path / "own"
+    folder.mkdir()
+    codes = {"placebo": "PBO", "naltrexone": "NTX", "female": "F", "male": "M"}
+    for name in ("participants", "sessions", "mrs"):
+        df = pd.read_csv(sim_dir / f"{name}.csv").replace(codes)
+        df.rename(columns={"participant": "subject", "period": "visit"}).to_csv(
+            folder / f"{name}.csv", index=False
+        )
+    config = tmp_path / "trial.toml"
+    config.write_text('conditions = ["PBO", "NTX"]\nsexes = ["F", "M"]\n')
+    opts = ("--columns", "subject=participant,visit=period", "--config", config)
+    short = ("--draws", 100, "--tune", 100, "--chains", 2)
+    result = invoke("fit", folder, "--model", "improvement", "--out", tmp_path / "r", *opts,
+                    *short)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    idata = load(tmp_path / "r" / "fit_improvement.nc")
+    assert '"PBO"' in idata.attrs["trial_config"]
+    report = invoke("report", tmp_path / "r" / "fit_improvement.nc", "--out",
+                    tmp_path / "r.md", "--data", folder, *opts)  # fmt: skip
+    assert report.exit_code == 0, report.output
+    assert "participants have a session in each" in (tmp_path / "r.md").read_text()
+    unmapped = invoke("fit", folder, "--model", "improvement", "--config", config)
+    assert unmapped.exit_code == 1 and "participant" in unmapped.output
+    bad = invoke("fit", folder, "--columns", "subject:participant")
+    assert bad.exit_code == 1 and "are not yours=kbayes pairs" in bad.output
+    typo = tmp_path / "typo.toml"
+    typo.write_text('condition = ["PBO", "NTX"]\n')
+    wrong = invoke("fit", folder, "--config", typo, "--columns", "subject=participant")
+    assert wrong.exit_code == 1 and "unknown key(s) ['condition']" in wrong.output
+
+
 def test_demo_fits_the_example_and_writes_the_report(tmp_path):
     short = ("--draws", 200, "--tune", 200, "--chains", 2)
     result = invoke("demo", "--out", tmp_path, *short)
@@ -106,6 +155,24 @@ def test_power_writes_table_and_figure(tmp_path):
     table = pd.read_csv(tmp_path / "out" / "power.csv")
     assert table["n"].tolist() == [12, 24] and (table["replicates"] == 20).all()
     assert (tmp_path / "out" / "power.png").stat().st_size > 1000
+
+
+def test_power_warns_when_few_replicates_are_usable_and_takes_a_config(tmp_path):
+    """NUTS chains of 20 draws fail the ESS rule: the command says the rates rest on 0 of 2;
+    --config names the design's conditions."""
+    study = tmp_path / "study.toml"
+    study.write_text(
+        'model = "improvement"\nreplicates = 2\nseed = 1\ndraws = 20\ntune = 20\n'
+        "[grid]\nn = [12]\n"
+        '[rule]\nexpr = "P(ntx_imp_direct < 0) > 0.9"\n'
+    )
+    config = tmp_path / "trial.toml"
+    config.write_text('conditions = ["placebo", "nalmefene"]\n')
+    result = invoke("power", study, "--out", tmp_path / "out", "--serial", "--config", config)
+    assert result.exit_code == 0, result.output
+    assert "rates rest on 0 of 2 replicates" in " ".join(result.output.split())
+    point = json.loads(next((tmp_path / "out" / "replicates").glob("*/point.json")).read_text())
+    assert point["design"]["config"]["conditions"] == ["placebo", "nalmefene"]
 
 
 @pytest.mark.parametrize(

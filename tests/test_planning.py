@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -94,7 +95,8 @@ def test_power_increases_with_n(null_and_effect):
 
 def test_table_columns_and_replicates(null_and_effect):
     _, effect = null_and_effect
-    expected = {"n", "replicates", "n_ok", "n_problem", "power", "power_se", "power_all",
+    expected = {"n", "replicates", "n_ok", "n_problem", "usable_share", "power", "power_se",
+                "power_all",
                 "true_value", "mean_estimate", "bias", "rmse", "ci_width", "coverage"}  # fmt: skip
     assert expected == set(effect.columns)
     reps = pd.DataFrame(effect.attrs["replicates"])
@@ -147,9 +149,10 @@ def test_go_nogo_rates_sum_to_one():
     assert {"p_nogo_se", "p_inconclusive_se"} <= set(table.columns)
 
 
-def test_nuts_compiles_once_and_counts_problem_replicates():
+def test_nuts_compiles_once_and_counts_problem_replicates(caplog):
     """NUTS replicates of one shape share one compiled model; a replicate whose chains are
-    too short (bulk ESS < 100) is a problem: counted, and left out of the rates."""
+    too short (bulk ESS < 100) is a problem: counted, left out of the rates, and a point
+    resting on few usable replicates is warned about in the log and on the plot."""
     from kbayes.sampling import compile_count
 
     kwargs = {"n": [12], "seed": 8, "model": "improvement", "client": "serial",
@@ -160,9 +163,14 @@ def test_nuts_compiles_once_and_counts_problem_replicates():
     reps = pd.DataFrame(table.attrs["replicates"])
     assert (reps["max_rhat"] < 1.1).all() and (reps["divergences"] >= 0).all()
     assert table["n_ok"].iloc[0] + table["n_problem"].iloc[0] == 3
-    short = power(kb.Design(), kb.Truth(), RULE, replicates=2, draws=20, tune=20, **kwargs)
+    with caplog.at_level(logging.WARNING, logger="kbayes"):
+        short = power(kb.Design(), kb.Truth(), RULE, replicates=2, draws=20, tune=20, **kwargs)
     assert short["n_problem"].iloc[0] == 2 and np.isnan(short["power"].iloc[0])
+    assert short["usable_share"].iloc[0] == 0
+    assert "design point n=12: its rates rest on 0 of 2 replicates (0% usable" in caplog.text
     assert compile_count["nutpie"] - before <= 1
+    fig = plot_power(pd.concat([table, short.assign(n=20)], ignore_index=True))
+    assert [t.get_text() for t in fig.axes[0].texts] == ["0/2 usable"]
 
 
 def test_a_failed_fit_is_a_counted_problem(monkeypatch):
