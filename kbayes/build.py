@@ -96,6 +96,7 @@ def model_inputs(spec: ModelSpec, data: TrialData, dglx: np.ndarray | None = Non
         glx_ratio=mrs["glx_ratio"].to_numpy(float),
         crlb=mrs["crlb"].to_numpy(float),
         dglx=dglx,
+        covariates=covariate_values(spec, data),
     )
     if "items" in spec.levels:
         coords |= _item_arrays(config, sessions, coords["session"], arrays)
@@ -119,12 +120,14 @@ def coded_arrays(
     glx_ratio: np.ndarray,
     crlb: np.ndarray,
     dglx: np.ndarray | None = None,
+    covariates: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> tuple[dict[str, list], dict[str, np.ndarray]]:
     """Coords and ``pm.Data`` arrays of ``spec`` (not the item level) from per-session
     arrays (participant index, period, pretreatment and sex flags, MADRS totals) and
     per-block arrays (session index, block number, time in min, Glx/tNAA ratio, CRLB in %).
-    The coding of every covariate lives here: validated tables and power's simulated arrays
-    both come through it."""
+    ``covariates`` holds, per covariate of the spec, its values per session and over the
+    rows of its own table (:func:`covariate_values`). The coding of every covariate lives
+    here: validated tables and power's simulated arrays both come through it."""
     labels = [f"{ids[i]}/{q}" for i, q in zip(session_participant, period, strict=True)]
     coords: dict[str, list] = {"participant": list(ids), "session": labels}
     p = np.asarray(period, float)
@@ -134,6 +137,8 @@ def coded_arrays(
         "m": np.where(male, 0.5, -0.5),
         "p": p - (1 + config.periods) / 2,  # centred on the design's middle period
     }
+    for name, (center, scale) in covariate_coding(spec, covariates or {}).items():
+        arrays[f"cov_{name}"] = (np.asarray(covariates[name][0], float) - center) / scale
     if "e" in spec.integrate:  # each participant's latent vector has one slot per period
         periods = np.unique(period)
         coords["period"] = [str(q) for q in periods]
@@ -158,6 +163,58 @@ def coded_arrays(
                 )
             arrays["dglx_obs"] = obs
     return coords, arrays
+
+
+def covariate_values(spec: ModelSpec, data: TrialData) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Each covariate of ``spec``: its values per session and over its own table's rows
+    (a ``participants`` column is a participant-level covariate, a ``sessions`` column a
+    session-level one). A missing column or value, or text, is a DataError."""
+    out = {}
+    p, s = data.participants, data.sessions
+    for name in spec.covariates:
+        table = "participants" if name in p else "sessions" if name in s else None
+        if table is None:
+            raise DataError(
+                f"spec {spec.name!r}: its terms use the covariate {name!r}, which is not a "
+                f"column of table 'participants' ({', '.join(p.columns)}) or 'sessions' "
+                f"({', '.join(s.columns)}); map a column to it with columns={{...: {name!r}}}"
+            )
+        column = (p if table == "participants" else s)[name]
+        values = pd.to_numeric(column, errors="coerce")
+        bad = np.flatnonzero(values.isna().to_numpy())
+        if bad.size:
+            shown = ", ".join(f"row {k}: {column.iloc[k]!r}" for k in bad[:5])
+            raise DataError(
+                f"table {table!r}, column {name!r} (a covariate of spec {spec.name!r}): "
+                f"{bad.size} rows are missing or not numbers ({shown}); a covariate needs a "
+                "number in every row"
+            )
+        own = values.to_numpy(float)
+        if table == "participants":
+            at = dict(zip(p["participant"], own, strict=True))
+            per_session = np.array([at[q] for q in s["participant"]], float)
+        else:
+            per_session = own
+        out[name] = (per_session, own)
+    return out
+
+
+def covariate_coding(
+    spec: ModelSpec, values: Mapping[str, tuple[np.ndarray, np.ndarray]]
+) -> dict[str, tuple[float, float]]:
+    """(centre, scale) of each covariate: its ``[covariates.NAME]`` ``center`` (``"mean"``:
+    over its table's rows) and ``scale`` (``"sd"``: their SD); default 0 and 1, so a
+    coefficient is per unit of the covariate as given."""
+    out = {}
+    for name, settings in spec.covariates.items():
+        own = np.asarray(values[name][1], float)
+        center, scale = settings.get("center", 0.0), settings.get("scale", 1.0)
+        center = float(own.mean()) if center == "mean" else float(center)
+        scale = float(own.std(ddof=1)) if scale == "sd" else float(scale)
+        if not scale > 0:
+            raise DataError(f'covariate {name!r} has SD 0: scale = "sd" cannot standardise it')
+        out[name] = (center, scale)
+    return out
 
 
 def _item_arrays(
@@ -195,8 +252,15 @@ def _expected_total(item, cutpoints, shift):
 
 def term_covariate(term: str, factors: Mapping[str, Any]) -> Any:
     """A term's covariate: the product of its parts' coded covariates (``factors`` by the
-    names of :data:`~kbayes.spec.FACTORS`; ``condition:sex`` is c m)."""
-    return functools.reduce(operator.mul, (factors[FACTORS[part]] for part in term.split(":")))
+    names of :data:`~kbayes.spec.FACTORS`, a data covariate X as ``cov_X``; ``condition:sex``
+    is c m)."""
+    parts = (factors[FACTORS.get(part, f"cov_{part}")] for part in term.split(":"))
+    return functools.reduce(operator.mul, parts)
+
+
+def _covariates(d: Mapping[str, Any]) -> dict[str, Any]:
+    """The coded data covariates (``cov_X``) among the model's data."""
+    return {k: v for k, v in d.items() if k.startswith("cov_")}
 
 
 def linear_predictor(
@@ -222,12 +286,14 @@ def population_mean(
     spec: ModelSpec, level: str, params: Mapping[str, Any], factors: Mapping[str, Any]
 ) -> Any:
     """The mean of ``level`` with participant and session effects at zero; the coded
-    covariates missing from ``factors`` are 0 (average sex, mid period, centred baseline).
+    covariates missing from ``factors`` are 0 (average sex, mid period, centred baseline,
+    data covariates at their centre).
 
     ``"mrs"``: alpha0 + delta g (``factors`` holds ``g``); ``"glutamate"``: delta;
     ``"improvement"``: the improvement at standardised change ``dtilde``.
     """
-    at = dict.fromkeys(FACTORS.values(), 0.0) | dict(factors)
+    names = [*FACTORS.values(), *(f"cov_{c}" for c in spec.covariates)]
+    at = dict.fromkeys(names, 0.0) | dict(factors)
     if level == "mrs":
         return params["alpha0"] + linear_predictor(spec, "glutamate", params, at) * at["g"]
     return linear_predictor(spec, level, params, at)
@@ -271,7 +337,10 @@ def build_model(spec: ModelSpec, inputs: ModelInputs, *, integrated: bool = True
     coords = inputs.coords | ({"uv": ["u", "v"]} if spec.correlated_effects else {})
     with pm.Model(coords=coords) as model:
         d = {
-            name: pm.Data(name, value, dims=_DIMS.get(name)) for name, value in inputs.data.items()
+            name: pm.Data(
+                name, value, dims=_DIMS.get(name, "session" if name.startswith("cov_") else None)
+            )
+            for name, value in inputs.data.items()
         }
         pi = d["session_participant"]
         c, m, p = d["c"], d["m"], d["p"]
@@ -279,7 +348,7 @@ def build_model(spec: ModelSpec, inputs: ModelInputs, *, integrated: bool = True
         latent = LatentLayout.of(integrate, len(inputs.coords.get("period", ())))
         delta = None  # the session change, without its integrated parts
         if "glutamate" in spec.levels:
-            delta = _linear(spec, "glutamate", {"c": c, "m": m, "p": p})
+            delta = _linear(spec, "glutamate", {"c": c, "m": m, "p": p, **_covariates(d)})
             delta = delta + effects["u"][pi] + effects["e"]
             if not latent.delta:
                 delta = pm.Deterministic("delta", delta, dims="session")
@@ -372,7 +441,8 @@ def _improvement_level(spec: ModelSpec, d: dict, delta, v, layout: LatentLayout)
     source = delta if spec.delta == "latent" else d["dglx_obs"]
     scale = spec.constants["delta_scale"]
     dtilde = standardised_change(spec, source)
-    factors = {"c": c, "m": m, "p": p, "dtilde": dtilde, "baseline_c": d["baseline_c"]}
+    factors = {"c": c, "m": m, "p": p, "dtilde": dtilde, "baseline_c": d["baseline_c"],
+               **_covariates(d)}  # fmt: skip
     mu = _linear(spec, "improvement", factors) + v[pi]
     sigma_y = spec.priors["sigma_y"].create_variable("sigma_y")
     nu = spec.priors["nu"].create_variable("nu") if spec.likelihood == "student_t" else None
@@ -416,7 +486,7 @@ def _items_level(spec: ModelSpec, d: dict, c, m, p, pi) -> None:
     Improvement is reported on the total-score scale for a participant of average severity:
     expected baseline total minus expected day-1 total, per condition and sex.
     """
-    shift = _linear(spec, "items", {"c": c, "m": m, "p": p})
+    shift = _linear(spec, "items", {"c": c, "m": m, "p": p, **_covariates(d)})
     r = spec.priors["r"].create_variable("r")
     w = spec.priors["w"].create_variable("w")
     w_session = spec.priors["w_session"].create_variable("w_session")

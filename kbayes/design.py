@@ -59,6 +59,10 @@ class Truth:
         Participant SD of improvement (points) and its correlation with u.
     sigma_y, nu : float, default 3.5, 10.0
         Scale (points) and degrees of freedom of the Student-t residual (``nu=inf``: normal).
+    effects : dict of str to float, default {}
+        Coefficients of covariate terms, by their model names (``gamma_age``: improvement
+        points per year of ``age``; ``beta_age_x_condition``), per unit of the covariate
+        about the design's covariate mean (:attr:`Design.covariates`).
     """
 
     alpha0: float = 1.0
@@ -83,8 +87,12 @@ class Truth:
     uv_rho: float = 0.0
     sigma_y: float = 3.5
     nu: float = 10.0
+    effects: Mapping[str, float] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "effects", {k: float(v) for k, v in self.effects.items()})
+        for name in self.effects:
+            _require(name not in self._fields(), "Truth", "effects", "new names only", name)
         for name, value in self.params.items():
             _require(np.isfinite(value) or name == "nu", "Truth", name, "finite", value)
             if name.endswith("_sigma") or name == "sigma_y":
@@ -93,10 +101,20 @@ class Truth:
         _require(self.nu > 0, "Truth", "nu", "> 0", self.nu)
         _require(-1 <= self.uv_rho <= 1, "Truth", "uv_rho", "in [-1, 1]", self.uv_rho)
 
+    @classmethod
+    def _fields(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls) if f.name != "effects"]
+
     @property
     def params(self) -> dict[str, float]:
-        """Parameter name -> value."""
-        return {f.name: float(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        """Parameter name -> value (the fields, then :attr:`effects`)."""
+        return {name: float(getattr(self, name)) for name in self._fields()} | self.effects
+
+    def updated(self, values: Mapping[str, float]) -> Truth:
+        """A copy with these parameters changed; a name that is not a field is an effect."""
+        fields = {k: v for k, v in values.items() if k in self._fields()}
+        effects = {k: v for k, v in values.items() if k not in fields}
+        return dataclasses.replace(self, **fields, effects={**self.effects, **effects})
 
     def estimands(self, spec: Any = "joint") -> dict[str, float]:
         """True values of the spec's estimands (name -> value, on the estimands' units).
@@ -141,6 +159,10 @@ class Design:
         Assumption (no item-level data of the trial were available).
     shape : {"step", "ramp"}, default "step"
         Infusion profile g(t).
+    covariates : dict of str to (float, float), default {}
+        Participant-level covariates to simulate, name -> (mean, SD): each participant's
+        value is Normal(mean, SD), rounded to 0.1, stored as a ``participants`` column.
+        Assumption; their effects are :attr:`Truth.effects`.
     config : TrialConfig, default TrialConfig()
         Names, codes and score ranges.
     """
@@ -158,10 +180,18 @@ class Design:
     baseline_session_sd: float = 3.0
     items: bool = False
     shape: str = "step"
+    covariates: Mapping[str, tuple[float, float]] = dataclasses.field(default_factory=dict)
     config: TrialConfig = dataclasses.field(default_factory=TrialConfig)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "block_times", tuple(float(t) for t in self.block_times))
+        covariates = {k: tuple(float(x) for x in v) for k, v in self.covariates.items()}
+        object.__setattr__(self, "covariates", covariates)
+        for name, ms in covariates.items():
+            ok = len(ms) == 2 and np.isfinite(ms).all() and ms[1] >= 0
+            _require(ok, "Design", f"covariates[{name!r}]", "(mean, SD >= 0)", ms)
+            taken = name in ("participant", "sex")
+            _require(not taken, "Design", "covariates", "names other than participant, sex", name)
         cfg, t = self.config, np.asarray(self.block_times)
         ok_n = isinstance(self.n, int | np.integer) and self.n >= 2
         _require(ok_n, "Design", "n", "an integer >= 2", self.n)

@@ -66,7 +66,7 @@ class PriorTruth:
     def draw(self, seed: np.random.SeedSequence) -> Truth:
         rng = np.random.default_rng(seed)
         values = {name: float(_prior_sampler(p)(rng)) for name, p in sorted(self.priors.items())}
-        return dataclasses.replace(self.base, **values)
+        return self.base.updated(values)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,7 +93,7 @@ class PredictiveTruth:
 
     def draw(self, seed: np.random.SeedSequence) -> Truth:
         value = self.source.predictive_draws(1, np.random.default_rng(seed))[0]
-        return dataclasses.replace(self.base, **{self.field: float(self.transform(value))})
+        return self.base.updated({self.field: float(self.transform(value))})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,7 +125,7 @@ class PosteriorTruth:
     def draw(self, seed: np.random.SeedSequence) -> Truth:
         table = self._table()
         row = table.iloc[int(np.random.default_rng(seed).integers(len(table)))]
-        return dataclasses.replace(self.base, **row.astype(float).to_dict())
+        return self.base.updated(row.astype(float).to_dict())
 
 
 def design_prior(truth: Any) -> DesignPrior:

@@ -22,7 +22,13 @@ import numpy as np
 import pymc as pm
 import xarray as xr
 
-from kbayes.build import ModelInputs, build_model, model_inputs
+from kbayes.build import (
+    ModelInputs,
+    build_model,
+    covariate_coding,
+    covariate_values,
+    model_inputs,
+)
 from kbayes.data import TrialData
 from kbayes.marginal import draw_integrated, latent_conditional
 from kbayes.spec import ModelSpec, load_spec
@@ -209,6 +215,7 @@ def fit(
     data: TrialData,
     model: str | ModelSpec = "joint",
     *,
+    priors: Mapping[str, Any] | None = None,
     draws: int = 2000,
     tune: int = 1000,
     chains: int = 4,
@@ -230,6 +237,9 @@ def fit(
         Validated trial tables.
     model : str or ModelSpec, default "joint"
         A built-in spec name (``kb.spec.builtin_specs()``), a path to a TOML spec or a spec.
+    priors : dict of str to Prior, optional
+        Priors replaced or added, ``{"beta_N": Prior("Normal", mu=0, sigma=0.02)}``: the
+        fit is of ``spec.with_priors(**priors)`` (a new spec hash).
     draws, tune, chains : int
         Posterior draws and tuning steps per chain, and the number of chains.
     seed : int or numpy Generator
@@ -267,6 +277,8 @@ def fit(
         hash, the seed, the sampler and the versions of kbayes, pymc, arviz and nutpie.
     """
     spec = load_spec(model)
+    if priors:
+        spec = spec.with_priors(**priors)
     dglx = None
     first_stage = None
     if spec.delta == "two_stage":
@@ -423,6 +435,9 @@ def result_attrs(spec: ModelSpec, data: TrialData, *, seed: int, sampler: str) -
         "sampler": sampler,
         "trial_config": json.dumps(dataclasses.asdict(data.config)),
         "exclusions": data.exclusions.to_json(orient="records"),
+        # (centre, scale) of each covariate, computed once from this data
+        "covariate_coding": json.dumps(covariate_coding(spec, covariate_values(spec, data))),
+        "defaulted_priors": json.dumps(list(spec.defaulted)),
         **{f"{pkg}_version": version(pkg) for pkg in ("kbayes", "pymc", "arviz", "nutpie")},
     }
 

@@ -39,11 +39,12 @@ from kbayes.build import (
     linear_predictor,
     model_inputs,
     standardised_change,
+    term_covariate,
 )
 from kbayes.data import TABLES, TrialData, infusion_profile
 from kbayes.design import Design, SimulatedTruth, Truth
 from kbayes.replicates import child
-from kbayes.spec import ModelSpec, load_spec
+from kbayes.spec import LEVEL_FACTORS, ModelSpec, coefficient_term, load_spec
 
 #: Spec whose centring constants (``delta_center``, ``delta_scale``, ``baseline_center``)
 #: :func:`simulate` uses: the model it simulates from.
@@ -98,7 +99,7 @@ def _draw_arrays(design: Design, truth: Truth, rng: np.random.Generator) -> dict
     tables store them."""
     d, cfg = design, design.config
     n, t = d.n, np.asarray(d.block_times)
-    r_design, r_glu, r_mrs, r_madrs, r_items = rng.spawn(5)
+    r_design, r_glu, r_mrs, r_madrs, r_items, r_cov = rng.spawn(6)
     # design: sex, sequence (0 = reference first), dropout, missing blocks
     female = r_design.permutation(np.arange(n) < int(np.floor(n * d.female_fraction + 0.5)))
     m = np.where(female, -0.5, 0.5)[:, None]
@@ -112,9 +113,14 @@ def _draw_arrays(design: Design, truth: Truth, rng: np.random.Generator) -> dict
     z = r_glu.standard_normal((2, n))
     u = th["u_sigma"] * z[0]
     v = th["v_sigma"] * (th["uv_rho"] * z[0] + np.sqrt(1 - th["uv_rho"] ** 2) * z[1])
-    factors = {"c": c, "m": m, "p": p}
+    covariates = {name: r_cov.normal(mean, sd, n).round(1)
+                  for name, (mean, sd) in sorted(d.covariates.items())}  # fmt: skip
+    factors = {"c": c, "m": m, "p": p} | {
+        f"cov_{name}": (x - d.covariates[name][0])[:, None] for name, x in covariates.items()
+    }
     delta = (
         linear_predictor(spec, "glutamate", th, factors)
+        + covariate_effects(design, truth, "glutamate", factors)
         + u[:, None]
         + r_glu.normal(0, th["e_sigma"], (n, 2))
     )
@@ -133,14 +139,43 @@ def _draw_arrays(design: Design, truth: Truth, rng: np.random.Generator) -> dict
     tail = r_madrs.standard_t(nu, (n, 2)) if np.isfinite(nu) else r_madrs.normal(size=(n, 2))
     factors |= {"dtilde": standardised_change(spec, delta),
                 "baseline_c": base - spec.constants["baseline_center"]}  # fmt: skip
-    imp = linear_predictor(spec, "improvement", th, factors) + v[:, None] + th["sigma_y"] * tail
+    imp = (
+        linear_predictor(spec, "improvement", th, factors)
+        + covariate_effects(design, truth, "improvement", factors)
+        + v[:, None]
+        + th["sigma_y"] * tail
+    )
     day1 = np.rint(base - imp).clip(0, cfg.score_max)
     items = r_items.dirichlet(np.full(cfg.n_items, ITEM_CONCENTRATION), n) if d.items else None
     return {
         "female": female, "c": c, "seen": seen, "block_seen": block_seen, "delta": delta,
         "u": u, "v": v, "imp": imp, "base": base, "day1": day1, "glx": y.round(4),
-        "crlb": crlb.round(1), "propensity": items, "r_items": r_items,
+        "crlb": crlb.round(1), "propensity": items, "r_items": r_items, "covariates": covariates,
     }  # fmt: skip
+
+
+def covariate_effects(design: Design, truth: Truth, level: str, factors: dict) -> Any:
+    """Sum over ``truth.effects`` at ``level`` of effect x term covariate (``factors``
+    holds each design covariate about its mean as ``cov_NAME``). An effect that is not a
+    covariate term of a simulated level, or whose covariate the design lacks, is an error."""
+    out = 0.0
+    for name, value in truth.effects.items():
+        at = coefficient_term(name)
+        if at is None or at[0] not in ("glutamate", "improvement"):
+            raise ValueError(
+                f"Truth.effects[{name!r}]: not a covariate coefficient of a simulated level "
+                "(beta_NAME for the glutamate change, gamma_NAME for improvement)"
+            )
+        missing = [x for x in at[1].split(":")
+                   if x not in LEVEL_FACTORS[at[0]] and x not in design.covariates]  # fmt: skip
+        if missing:
+            raise ValueError(
+                f"Truth.effects[{name!r}] needs the covariate(s) {missing}, which "
+                f"Design.covariates ({sorted(design.covariates)}) does not simulate"
+            )
+        if at[0] == level:
+            out = out + value * term_covariate(at[1], factors)
+    return out
 
 
 def _tables(design: Design, a: dict[str, Any]) -> tuple[list, pd.DataFrame]:
@@ -150,6 +185,7 @@ def _tables(design: Design, a: dict[str, Any]) -> tuple[list, pd.DataFrame]:
     i, s = np.nonzero(a["seen"])
     condition = np.array(cfg.conditions)[a["c"][i, s].astype(int)]
     participants = pd.DataFrame({"participant": ids, "sex": np.where(a["female"], *cfg.sexes)})
+    participants = participants.assign(**a["covariates"])
     sessions = pd.DataFrame(
         {"participant": ids[i], "period": s + 1, "condition": condition,
          "madrs_baseline": a["base"][i, s].astype(int), "madrs_day1": a["day1"][i, s].astype(int)}
@@ -201,6 +237,7 @@ def simulate_inputs(
         time_min=np.asarray(design.block_times, float)[bb],
         glx_ratio=a["glx"][bi, bs, bb],
         crlb=a["crlb"][bi, bs, bb],
+        covariates={name: (x[i], x) for name, x in a["covariates"].items()},
     )
     return ModelInputs(coords=coords, data=arrays)
 

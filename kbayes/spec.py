@@ -14,6 +14,7 @@ import functools
 import hashlib
 import json
 import math
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -50,6 +51,15 @@ FACTORS: dict[str, str] = {"condition": "c", "sex": "m", "period": "p", "dglx": 
                            "baseline": "baseline_c"}  # fmt: skip
 #: Intercept of each level with terms.
 INTERCEPTS: dict[str, str] = {"glutamate": "beta0", "improvement": "gamma0", "items": "theta0"}
+#: Coefficient prefix of each level: a covariate term's coefficient is ``<prefix>_<term>``
+#: with its parts joined by ``_x_`` (``age`` -> ``gamma_age``, ``age:condition`` ->
+#: ``gamma_age_x_condition``).
+PREFIXES: dict[str, str] = {"glutamate": "beta", "improvement": "gamma", "items": "theta"}
+#: Keys of a ``[covariates.NAME]`` table: centring and scaling of a numeric covariate
+#: (``"mean"`` / ``"sd"`` from the data, or a number in the covariate's units).
+COVARIATE_KEYS = {"center", "scale"}
+#: Spec tables an ``extends`` spec merges into its parent's, key by key.
+MERGED_TABLES = ("constants", "terms", "priors", "derived", "estimands", "covariates")
 #: The term registry, per level: a new term is one entry here (its parts from FACTORS).
 #: Labels may hold ``{active}``, ``{reference}``, ``{metabolite}`` and ``{scale}``.
 TERMS: dict[str, dict[str, Term]] = {
@@ -97,6 +107,7 @@ INTEGRABLE: dict[str, tuple[str, ...]] = {
 DELTA_SOURCES = ("latent", "observed", "two_stage")
 TOP_KEYS = {
     "schema_version": int,
+    "extends": str,
     "name": str,
     "description": str,
     "levels": list,
@@ -110,6 +121,7 @@ TOP_KEYS = {
     "ci_prob": float,
     "constants": dict,
     "terms": dict,
+    "covariates": dict,
     "priors": dict,
     "derived": dict,
     "estimands": dict,
@@ -158,6 +170,10 @@ class ModelSpec:
     estimands: dict[str, Estimand]
     hash: str = field(repr=False)
     source: dict = field(repr=False, compare=False)
+    #: Covariates the terms use (data columns), each with its ``[covariates.NAME]`` settings.
+    covariates: dict[str, dict] = field(default_factory=dict)
+    #: Coefficients whose prior is their level's ``[priors.default.LEVEL]``.
+    defaulted: tuple[str, ...] = ()
 
     @property
     def hierarchical(self) -> tuple[str, ...]:
@@ -169,16 +185,42 @@ class ModelSpec:
         )
 
     def term_labels(self) -> dict[str, str]:
-        """Coefficient name -> its term's label (a template, see :data:`TERMS`)."""
-        return {
-            TERMS[level][t].coefficient: TERMS[level][t].label
-            for level, terms in self.terms.items()
-            for t in terms
-        }
+        """Coefficient name -> its term's label (a template, see :data:`TERMS`; a covariate
+        term's says per what unit of the covariate)."""
+        labels = {}
+        for level, terms in self.terms.items():
+            for t in terms:
+                if t in TERMS[level]:
+                    labels[TERMS[level][t].coefficient] = TERMS[level][t].label
+                else:
+                    unit = " x ".join(self._unit(part) for part in t.split(":"))
+                    labels[self.coefficient(level, t)] = f"{level} per {unit}"
+        return labels
+
+    def _unit(self, part: str) -> str:
+        if part not in self.covariates:
+            return part
+        scale = self.covariates[part].get("scale")
+        return f"SD of {part}" if scale == "sd" else f"{scale or 1:g} {part}"
 
     def coefficient(self, level: str, term: str) -> str:
         """Name of the coefficient of ``term`` at ``level``."""
-        return TERMS[level][term].coefficient
+        return term_coefficient(level, term)
+
+    def with_priors(self, **priors: Prior | Mapping) -> ModelSpec:
+        """A new spec (new hash) with these priors replaced or added, e.g.
+        ``spec.with_priors(beta_N=Prior("Normal", mu=0, sigma=0.02))``."""
+        source = json.loads(json.dumps(self.source))
+        tables = {k: prior_table(v) if isinstance(v, Prior) else dict(v) for k, v in priors.items()}
+        source["priors"] = {**source.get("priors", {}), **tables}
+        return parse_spec(source, origin=self.name)
+
+    def with_terms(self, **terms: list[str] | str) -> ModelSpec:
+        """A new spec (new hash) with these levels' terms replaced (a list or a formula,
+        ``spec.with_terms(improvement="... + age")``: ``...`` stands for the current terms)."""
+        source = json.loads(json.dumps(self.source))
+        source["terms"] = _extend_terms(source.get("terms", {}), terms)
+        return parse_spec(source, origin=self.name)
 
     def parameters(self) -> set[str]:
         """Names available to estimand expressions (before constants and derived values)."""
@@ -278,6 +320,165 @@ def _prior(key: str, table: Any, errors: list[str]) -> Prior | None:
         return None
 
 
+#: The parts of a registered term each level can use (the others are covariates).
+LEVEL_FACTORS: dict[str, tuple[str, ...]] = {
+    "glutamate": ("condition", "sex", "period"),
+    "improvement": ("condition", "sex", "period", "dglx", "baseline"),
+    "items": ("condition", "sex", "period"),
+}
+TERMS_BY_COEFFICIENT = {t.coefficient for terms in TERMS.values() for t in terms.values()}
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def term_coefficient(level: str, term: str) -> str:
+    """The coefficient of ``term`` at ``level``: the registry's, else ``<prefix>_<parts>``."""
+    if term in TERMS[level]:
+        return TERMS[level][term].coefficient
+    return f"{PREFIXES[level]}_{'_x_'.join(term.split(':'))}"
+
+
+def coefficient_term(name: str) -> tuple[str, str] | None:
+    """The (level, term) of a covariate term's coefficient name (the inverse of
+    :func:`term_coefficient` for unregistered terms), or None if ``name`` is not one."""
+    for level, prefix in PREFIXES.items():
+        if name.startswith(f"{prefix}_") and name not in TERMS_BY_COEFFICIENT:
+            return level, ":".join(name.removeprefix(f"{prefix}_").split("_x_"))
+    return None
+
+
+def _formula_terms(formula: str, where: str, errors: list[str]) -> list[str]:
+    """Term names of a formula string (formulaic), without the intercept (always there)."""
+    from formulaic import Formula
+
+    try:
+        parsed = list(Formula(formula))
+    except Exception as exc:  # formulaic raises several types for a bad formula
+        errors.append(f"{where}: cannot parse the formula {formula!r}: {exc}")
+        return []
+    names = [":".join(str(f) for f in t.factors) for t in parsed]
+    if "1" not in names:
+        errors.append(f"{where}: the intercept cannot be removed (drop '- 1' / '0 +')")
+    return [n for n in names if n != "1"]
+
+
+def _extend_terms(parent: Mapping[str, Any], child: Mapping[str, Any]) -> dict[str, Any]:
+    """``child``'s term lists over ``parent``'s, level by level; ``...`` in a child's list
+    or formula stands for the parent's terms of that level (``"... + age"``)."""
+    out = dict(parent)
+    for level, value in child.items():
+        before = out.get(level, [])
+        if isinstance(value, str) and value.strip().startswith("..."):
+            rest = value.strip().removeprefix("...").strip().removeprefix("+").strip()
+            before = before if isinstance(before, list) else [before]
+            value = [*before, rest] if rest else before
+        elif isinstance(value, list) and "..." in value:
+            k = value.index("...")
+            value = [*value[:k], *(before if isinstance(before, list) else [before]),
+                     *value[k + 1 :]]  # fmt: skip
+        out[level] = value
+    return out
+
+
+def _extend(parent: dict, child: dict) -> dict:
+    """The spec ``child`` (which says ``extends``) resolved over ``parent``: its tables
+    (:data:`MERGED_TABLES`) add to or replace the parent's key by key, other keys replace
+    the parent's; the parent's name and description are not inherited."""
+    out = {k: v for k, v in parent.items() if k not in ("name", "description")}
+    for key, value in child.items():
+        if key == "extends":
+            continue
+        if key == "terms" and isinstance(value, dict):
+            out[key] = _extend_terms(out.get(key, {}), value)
+        elif key in MERGED_TABLES and isinstance(value, dict):
+            out[key] = {**out.get(key, {}), **value}
+        else:
+            out[key] = value
+    return out
+
+
+def _parse_terms(level: str, value: Any, errors: list[str]) -> tuple[tuple[str, ...], set[str]]:
+    """A level's terms (a list, or a formula string whose pieces may be formulas too),
+    registered names made canonical; and the covariates (data columns) they use."""
+    where = f"terms.{level}"
+    pieces = [value] if isinstance(value, str) else list(value)
+    names: list[str] = []
+    for piece in pieces:
+        if not isinstance(piece, str):
+            errors.append(f"{where}: expected term names or a formula, got {piece!r}")
+        elif any(c in piece for c in "+*()") or piece.strip() != piece:
+            names += _formula_terms(piece, where, errors)
+        else:
+            names.append(piece)
+    registered = {frozenset(t.split(":")): t for t in TERMS[level]}
+    terms, covariates = [], set()
+    for name in names:
+        parts = name.split(":")
+        canonical = registered.get(frozenset(parts))
+        others = [p for p in parts if p not in LEVEL_FACTORS[level]]
+        if canonical is None and not others:
+            known = ", ".join(TERMS[level])
+            errors.append(f"{where}: unknown term {name!r} (registered: {known})")
+            continue
+        bad = [p for p in others if not _IDENTIFIER.fullmatch(p) or "_x_" in p or p in FACTORS]
+        if bad:
+            errors.append(
+                f"{where}: {bad} in {name!r} are not covariate names (a column name: letters, "
+                f"digits and _, no '_x_'; {', '.join(FACTORS)} are terms of their own levels)"
+            )
+            continue
+        term = canonical or name
+        if term in terms:
+            errors.append(f"{where}: term {term!r} is listed twice")
+        terms.append(term)
+        covariates.update(others)
+    return tuple(terms), covariates
+
+
+def _parse_covariates(
+    tables: Mapping[str, Any], used: set[str], errors: list[str]
+) -> dict[str, dict]:
+    """Each used covariate's ``[covariates.NAME]`` settings (``{}`` when absent)."""
+    out = {name: {} for name in sorted(used)}
+    for name, table in tables.items():
+        where = f"covariates.{name}"
+        if name not in used:
+            errors.append(f"{where}: not used by any term")
+            continue
+        if not isinstance(table, dict):
+            errors.append(f"{where}: expected a table")
+            continue
+        errors += [f"{where}.{k}: unknown key (allowed: center, scale)"
+                   for k in table if k not in COVARIATE_KEYS]  # fmt: skip
+        center, scale = table.get("center"), table.get("scale")
+        if center is not None and center != "mean" and not isinstance(center, int | float):
+            errors.append(f'{where}.center: expected "mean" or a number, got {center!r}')
+        if (
+            scale is not None
+            and scale != "sd"
+            and not (isinstance(scale, int | float) and scale > 0)
+        ):
+            errors.append(f'{where}.scale: expected "sd" or a positive number, got {scale!r}')
+        out[name] = {k: v for k, v in table.items() if k in COVARIATE_KEYS}
+    return out
+
+
+def prior_table(prior: Prior) -> dict[str, Any]:
+    """A Prior as a spec's ``[priors.NAME]`` table (the inverse of reading one)."""
+    table: dict[str, Any] = {"distribution": prior.distribution}
+    for name, value in prior.parameters.items():
+        if isinstance(value, Prior):
+            table[name] = prior_table(value)
+        else:
+            table[name] = np.asarray(value).tolist()
+    if prior.dims:
+        table["dims"] = list(prior.dims)
+    if not prior.centered:
+        table["centered"] = False
+    if prior.transform:
+        table["transform"] = prior.transform
+    return table
+
+
 def _canonical_hash(source: dict) -> str:
     text = json.dumps(source, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     return hashlib.sha256(text.encode()).hexdigest()
@@ -295,6 +496,12 @@ def parse_spec(source: dict, origin: str = "<dict>") -> ModelSpec:
             errors.append(f"{key}: expected {TOP_KEYS[key].__name__}, got {value!r}")
     if errors:
         raise SpecError(f"spec {origin}:\n  " + "\n  ".join(errors))
+    if "extends" in source:
+        try:
+            parent = load_spec(source["extends"])
+        except SpecError as exc:
+            raise SpecError(f"spec {origin}: extends: {exc}") from None
+        source = _extend(parent.source, source)
     if source.get("schema_version") != SCHEMA_VERSION:
         errors.append(f"schema_version: expected {SCHEMA_VERSION}")
     levels = tuple(source.get("levels", ()))
@@ -332,22 +539,33 @@ def parse_spec(source: dict, origin: str = "<dict>") -> ModelSpec:
     ci_prob = float(source.get("ci_prob", 0.95))
     if not 0 < ci_prob < 1:
         errors.append("ci_prob: must be between 0 and 1")
-    terms = {}
-    for level, names in source.get("terms", {}).items():
+    terms, used = {}, set()
+    for level, value in source.get("terms", {}).items():
         if level not in TERMS or level not in levels:
             errors.append(f"terms.{level}: not a level of this model with terms")
             continue
-        for term in names:
-            if term not in TERMS[level]:
-                errors.append(
-                    f"terms.{level}: unknown term {term!r} (known: {', '.join(TERMS[level])})"
-                )
-        terms[level] = tuple(names)
-    priors = {}
+        terms[level], covariates = _parse_terms(level, value, errors)
+        used |= covariates
+    covariates = _parse_covariates(source.get("covariates", {}), used, errors)
+    priors, defaults = {}, {}
     for key, table in source.get("priors", {}).items():
+        if key == "default":  # [priors.default.LEVEL]: coefficients without a table of their own
+            for level, t in table.items() if isinstance(table, dict) else ():
+                if level not in terms:
+                    errors.append(f"priors.default.{level}: not a level of this model with terms")
+                elif (prior := _prior(f"default.{level}", t, errors)) is not None:
+                    defaults[level] = prior
+            continue
         prior = _prior(key, table, errors)
         if prior is not None:
             priors[key] = prior
+    defaulted = []
+    for level, ts in terms.items():
+        for t in ts:
+            name = term_coefficient(level, t)
+            if name not in source.get("priors", {}) and level in defaults:
+                priors[name] = defaults[level]
+                defaulted.append(name)
     cut = priors.get("cutpoints")
     if cut is not None and (cut.distribution != "Normal" or set(cut.parameters) != {"mu", "sigma"}):
         errors.append(
@@ -355,7 +573,7 @@ def parse_spec(source: dict, origin: str = "<dict>") -> ModelSpec:
             "the model orders them with an ordered transform"
         )
     needed = {p for lv in levels if lv in LEVEL_PARAMETERS for p in LEVEL_PARAMETERS[lv]}
-    needed |= {TERMS[lv][t].coefficient for lv, ts in terms.items() for t in ts if t in TERMS[lv]}
+    needed |= {term_coefficient(lv, t) for lv, ts in terms.items() for t in ts}
     if "improvement" in levels and source.get("likelihood", "student_t") == "student_t":
         needed.add("nu")
     if source.get("correlated_effects"):
@@ -380,9 +598,11 @@ def parse_spec(source: dict, origin: str = "<dict>") -> ModelSpec:
         errors.append("integrate: 'u' and 'e' are integrated out together or not at all")
     if source.get("correlated_effects") and len({"u", "v"} & set(integrate)) == 1:
         errors.append("integrate: correlated 'u' and 'v' are integrated out together or not at all")
-    given = set(source.get("priors", {}))  # a bad prior is reported above, not as missing
+    given = set(source.get("priors", {})) - {"default"}  # a bad prior is reported above
+    given |= set(defaulted)
     errors += [
-        f"priors.{p}: missing (needed by this model's levels and terms)"
+        f"priors.{p}: missing (needed by this model's levels and terms; a term's coefficient "
+        f"may take its level's [priors.default.LEVEL])"
         for p in sorted(needed - given)
     ]
     errors += [f"priors.{p}: not a parameter of this model" for p in sorted(given - needed)]
@@ -427,7 +647,7 @@ def parse_spec(source: dict, origin: str = "<dict>") -> ModelSpec:
     if errors:
         raise SpecError(f"spec {origin}:\n  " + "\n  ".join(errors))
     return ModelSpec(
-        name=source.get("name", origin),
+        name=source.get("name", Path(origin).stem if origin.endswith(".toml") else origin),
         description=source.get("description", ""),
         levels=levels,
         delta=delta,
@@ -445,6 +665,8 @@ def parse_spec(source: dict, origin: str = "<dict>") -> ModelSpec:
         estimands=estimands,
         hash=_canonical_hash(source),
         source=source,
+        covariates=covariates,
+        defaulted=tuple(defaulted),
     )
 
 

@@ -196,7 +196,7 @@ def test_a_new_term_is_one_registry_entry(example, monkeypatch):
                              on_unused_input="ignore")(point | zeros)  # fmt: skip
     np.testing.assert_allclose(delta, expected, rtol=1e-12)
     with pytest.raises(kb.SpecError, match="unknown term"):
-        parse_spec({**src, "terms": {"glutamate": ["condition:dose"]}}, "unknown")
+        parse_spec({**src, "terms": {"glutamate": ["sex:period"]}}, "unknown")
     mean = population_mean(spec, "glutamate", point, {"c": 1.0, "p": 0.5})
     assert mean == pytest.approx(0.01 + 0.02 + 0.05 * 0.5 + 0.06 * 0.5)
 
@@ -345,3 +345,38 @@ def test_shape_key(example):
     assert a.shape == b.shape
     c = model_inputs(spec, kb.simulate(kb.Design(n=12), kb.Truth(), seed=1))
     assert c.shape != a.shape
+
+
+# --- covariates (issue 17) -------------------------------------------------------------
+def _with_age(example, age):
+    participants = example.participants.assign(age=age)
+    return example.replace(participants=participants)
+
+
+def test_a_participant_covariate_is_coded_per_session_as_declared(example):
+    """``age`` centred on the mean and scaled by the SD of the participants' values (not of
+    the sessions', which count a completer twice); uncentred it is per year as given."""
+    age = np.linspace(20, 60, len(example.participants))
+    data = _with_age(example, age)
+    spec = _load("joint").with_terms(improvement="... + age")
+    scaled = parse_spec(spec.source | {"covariates": {"age": {"center": "mean", "scale": "sd"}}})
+    by_id = dict(zip(example.participants["participant"], age, strict=True))
+    per_session = np.array([by_id[q] for q in data.session_table()["participant"]])
+    raw = constant(build(spec, data), "cov_age")
+    np.testing.assert_allclose(raw, per_session)
+    np.testing.assert_allclose(
+        constant(build(scaled, data), "cov_age"), (per_session - age.mean()) / age.std(ddof=1)
+    )
+    assert build(spec, data).named_vars_to_dims["cov_age"] == ("session",)
+
+
+def test_a_missing_covariate_column_or_value_is_a_data_error(example):
+    spec = _load("joint").with_terms(improvement="... + age")
+    with pytest.raises(
+        kb.DataError, match=r"covariate 'age'.*not a column of table 'participants'"
+    ):
+        build(spec, example)
+    age = np.full(len(example.participants), 40.0)
+    age[[2, 5]] = np.nan
+    with pytest.raises(kb.DataError, match=r"table 'participants', column 'age'.*2 rows.*row 2"):
+        build(spec, _with_age(example, age))

@@ -42,7 +42,8 @@ def test_impossible_values_name_the_field(cls, field, value):
 def test_truth_params_and_hand_computed_estimands():
     """Default truth: total naltrexone effect -3.4 points, 28.3 % attenuation."""
     p = TRUTH.params
-    assert set(p) == {f.name for f in dataclasses.fields(Truth)}
+    assert set(p) == {f.name for f in dataclasses.fields(Truth)} - {"effects"}
+    assert Truth(effects={"gamma_age": -0.1}).params["gamma_age"] == -0.1
     d0, d1 = ((p["beta0"] + p["beta_N"] * c - DELTA_CENTER) / DELTA_SCALE for c in (0, 1))
     total = p["gamma_N"] + p["gamma_D"] * (d1 - d0) + p["gamma_DN"] * d1
     attenuation = -100 * total / (p["gamma0"] + p["gamma_D"] * d0)

@@ -10,7 +10,7 @@ import pytest
 
 import kbayes as kb
 from kbayes.build import model_inputs
-from kbayes.data import TABLES
+from kbayes.data import TABLES, TrialData
 from kbayes.design import Design, SimulatedTruth, Truth
 from kbayes.simulation import (
     EXAMPLE_DESIGN,
@@ -262,3 +262,35 @@ def test_example_equals_a_fresh_simulation():
     pd.testing.assert_frame_equal(example.truth.latent, fresh.truth.latent, rtol=1e-12)
     assert len(example.participants) == 26 and example.has_items
     assert (example.sessions.groupby("participant").size() == 1).any()
+
+
+def test_design_covariates_are_simulated_with_their_effects():
+    """Participant covariates are columns of ``participants``; Truth.effects move the latent
+    improvement by effect x (value - design mean); the other streams are unchanged."""
+    design = Design(n=400, dropout=0, covariates={"age": (40.0, 12.0)})
+    plain = kb.simulate(dataclasses.replace(design, covariates={}), Truth(), seed=5)
+    cov = kb.simulate(design, Truth(effects={"gamma_age": -0.5}), seed=5)
+    age = cov.participants.set_index("participant")["age"]
+    assert (
+        "age" not in plain.participants and abs(age.mean() - 40) < 2 and abs(age.std() - 12) < 1.5
+    )
+    pd.testing.assert_frame_equal(plain.mrs, cov.mrs)  # streams of other parts are untouched
+    shift = cov.truth.latent["improvement"] - plain.truth.latent["improvement"]
+    expected = -0.5 * (age[cov.truth.latent["participant"]].to_numpy() - 40)
+    np.testing.assert_allclose(shift, expected, atol=1e-9)
+    with pytest.raises(ValueError, match="does not simulate"):
+        kb.simulate(Design(), Truth(effects={"gamma_age": -0.5}), seed=1)
+    with pytest.raises(ValueError, match="effects"):
+        Truth(effects={"gamma_N": 1.0})  # a field, not an effect
+
+
+def test_simulated_inputs_with_a_covariate_equal_those_of_the_tables():
+    spec = load_spec("joint").with_terms(improvement="... + age")  # its default prior
+    design = Design(n=12, covariates={"age": (40.0, 12.0)})
+    seed = np.random.SeedSequence(8)
+    fast = simulate_inputs(spec, design, Truth(effects={"gamma_age": 0.1}), seed)
+    tables = simulate_tables(design, Truth(effects={"gamma_age": 0.1}), seed, spec.profile)
+    slow = model_inputs(spec, TrialData(*tables, config=design.config))
+    assert set(fast.data) == set(slow.data) and "cov_age" in fast.data
+    for name in fast.data:
+        np.testing.assert_allclose(fast.data[name], slow.data[name], err_msg=name)

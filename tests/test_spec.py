@@ -182,6 +182,8 @@ def test_prior_with_unknown_dims_is_named(dims):
 def test_missing_and_superfluous_priors_are_named():
     src = builtin_source("glutamate")
     del src["priors"]["beta_NM"]
+    assert parse_spec(copy.deepcopy(src)).defaulted == ("beta_NM",)  # the level's default
+    del src["priors"]["default"]
     src["priors"]["gamma_N"] = {"distribution": "Normal", "mu": 0, "sigma": 5}
     with pytest.raises(kb.SpecError) as err:
         parse_spec(src)
@@ -220,7 +222,7 @@ def test_every_problem_is_reported_at_once():
     src = builtin_source("joint")
     src["likelihood"] = "cauchy"
     src["profile"] = "sigmoid"
-    src["terms"]["glutamate"].append("age")
+    src["terms"]["glutamate"].append("sex:period")  # registered parts, unregistered term
     src["estimands"]["ntx_glu"]["rope"] = [1, -1]
     del src["estimands"]["direct"]["unit"]
     with pytest.raises(kb.SpecError) as err:
@@ -230,7 +232,7 @@ def test_every_problem_is_reported_at_once():
     for key in (
         "likelihood:",
         "profile:",
-        "terms.glutamate: unknown term 'age'",
+        "terms.glutamate: unknown term 'sex:period'",
         "estimands.ntx_glu.rope:",
         "estimands.direct.unit: missing",
     ):
@@ -377,3 +379,73 @@ def test_evaluate_is_plain_arithmetic():
     assert evaluate("-2 * a ** 2 + sqrt(b) / abs(c)", {"a": 3, "b": 16, "c": -2}) == -16
     with pytest.raises(ValueError, match=r"not allowed|cannot"):
         evaluate("a.b", {"a": 1})
+
+
+# --- covariates, extends, with_priors / with_terms (issue 17) ----------------------------
+AGE_SPEC = {
+    "extends": "joint",
+    "terms": {"improvement": "... + age + age:condition"},
+    "covariates": {"age": {"center": "mean", "scale": "sd"}},
+    "priors": {"default": {"improvement": {"distribution": "Normal", "mu": 0, "sigma": 5}}},
+}
+
+
+def test_a_spec_that_extends_joint_adds_covariate_terms_with_predictable_names():
+    spec = parse_spec(copy.deepcopy(AGE_SPEC), origin="age.toml")
+    joint = kb.load_spec("joint")
+    assert spec.name == "age"
+    assert spec.terms["improvement"] == (*joint.terms["improvement"], "age", "age:condition")
+    assert spec.terms["glutamate"] == joint.terms["glutamate"]
+    assert spec.coefficient("improvement", "age:condition") == "gamma_age_x_condition"
+    assert spec.covariates == {"age": {"center": "mean", "scale": "sd"}}
+    assert set(spec.defaulted) == {"gamma_age", "gamma_age_x_condition"}  # joint's own stay
+    assert spec.priors["gamma_age"].parameters["sigma"] == 5
+    assert spec.priors["gamma_N"] == joint.priors["gamma_N"]
+    assert "extends" not in spec.source and spec.hash != joint.hash  # the resolved spec
+    assert spec.term_labels()["gamma_age"] == "improvement per SD of age"
+
+
+def test_a_formula_gives_the_same_terms_as_the_list():
+    joint = kb.load_spec("joint")
+    formula = "condition * sex + dglx * condition + baseline + period"
+    spec = joint.with_terms(improvement=formula)
+    assert set(spec.terms["improvement"]) == set(joint.terms["improvement"])
+    with pytest.raises(kb.SpecError, match="intercept cannot be removed"):
+        joint.with_terms(improvement="0 + condition")
+
+
+def test_with_priors_replaces_one_prior_and_changes_the_hash():
+    from pymc_extras.prior import Prior
+
+    joint = kb.load_spec("joint")
+    new = joint.with_priors(beta_N=Prior("Normal", mu=0, sigma=0.02))
+    assert new.priors["beta_N"].parameters["sigma"] == 0.02
+    assert joint.priors["beta_N"].parameters["sigma"] != 0.02  # the original is untouched
+    assert new.hash != joint.hash
+    assert {k: v for k, v in new.priors.items() if k != "beta_N"} == {
+        k: v for k, v in joint.priors.items() if k != "beta_N"
+    }
+
+
+def test_a_covariate_coefficient_without_a_prior_is_a_spec_error_naming_it():
+    source = builtin_source("joint")
+    del source["priors"]["default"]
+    source["terms"]["improvement"].append("age")
+    with pytest.raises(kb.SpecError, match=r"priors\.gamma_age: missing"):
+        parse_spec(source)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"covariates": {"age": {"centre": "mean"}}}, r"covariates\.age\.centre: unknown key"),
+        ({"covariates": {"age": {"scale": -1}}}, r"covariates\.age\.scale: expected"),
+        ({"covariates": {"bmi": {}}}, r"covariates\.bmi: not used by any term"),
+        ({"terms": {"improvement": ["condition", "my-age"]}}, "not covariate names"),
+        ({"extends": "nonexistent"}, "extends"),
+    ],
+)
+def test_bad_covariate_settings_are_spec_errors(change, message):
+    source = copy.deepcopy(AGE_SPEC) | change
+    with pytest.raises(kb.SpecError, match=message):
+        parse_spec(source)
