@@ -181,6 +181,13 @@ def covariate_values(spec: ModelSpec, data: TrialData) -> dict[str, tuple[np.nda
             )
         column = (p if table == "participants" else s)[name]
         values = pd.to_numeric(column, errors="coerce")
+        if values.isna().all() and column.notna().any():
+            levels = ", ".join(map(repr, sorted(column.dropna().astype(str).unique())[:6]))
+            raise DataError(
+                f"table {table!r}, column {name!r} (a covariate of spec {spec.name!r}) holds "
+                f"text ({levels}): categorical covariates are not supported yet; add one 0/1 "
+                "column per non-reference level and use those as terms"
+            )
         bad = np.flatnonzero(values.isna().to_numpy())
         if bad.size:
             shown = ", ".join(f"row {k}: {column.iloc[k]!r}" for k in bad[:5])

@@ -278,6 +278,11 @@ def _version_section(idata: xr.DataTree) -> _Section:
     fitted = {k: idata.attrs[k] for k in ("seed", "sampler", "spec_hash") if k in idata.attrs}
     fitted |= {k: v for k, v in idata.attrs.items() if k.endswith("_version")}
     rows = [{"item": f"fit: {k}", "value": str(v)} for k, v in fitted.items()]
+    coding = json.loads(idata.attrs.get("covariate_coding", "{}"))
+    rows += [{"item": f"covariate {name}", "value": f"(value - {c:.4g}) / {sc:.4g}"}
+             for name, (c, sc) in coding.items()]  # fmt: skip
+    if defaulted := json.loads(idata.attrs.get("defaulted_priors", "[]")):
+        rows.append({"item": "priors from [priors.default.LEVEL]", "value": ", ".join(defaulted)})
     now = {"python": platform.python_version()} | {p: _version(p) for p in _VERSIONED}
     rows += [{"item": f"report: {k}", "value": v} for k, v in now.items()]
     stamp = datetime.now(UTC).isoformat(timespec="seconds")

@@ -380,3 +380,6 @@ def test_a_missing_covariate_column_or_value_is_a_data_error(example):
     age[[2, 5]] = np.nan
     with pytest.raises(kb.DataError, match=r"table 'participants', column 'age'.*2 rows.*row 2"):
         build(spec, _with_age(example, age))
+    sites = np.where(np.arange(len(age)) % 2, "B", "A")
+    with pytest.raises(kb.DataError, match=r"column 'age'.*holds text \('A', 'B'\)"):
+        build(spec, _with_age(example, sites))
