@@ -201,7 +201,9 @@ class ModelSpec:
         if part not in self.covariates:
             return part
         scale = self.covariates[part].get("scale")
-        return f"SD of {part}" if scale == "sd" else f"{scale or 1:g} {part}"
+        if scale == "sd":
+            return f"SD of {part}"
+        return f"{scale:g} units of {part}" if scale else f"unit of {part}"
 
     def coefficient(self, level: str, term: str) -> str:
         """Name of the coefficient of ``term`` at ``level``."""

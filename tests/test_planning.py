@@ -60,30 +60,33 @@ def test_bad_rule_or_engine_is_refused_before_any_work():
 
 @pytest.fixture(scope="module")
 def null_and_effect():
-    """Laplace runs: 300 replicates under no effect at n=40; 150 with the default effect at
-    n = 12 and 40 (the machinery checks), in this process.
+    """Laplace runs: 6 x 100 replicates under no effect at n = 40 (seeds 11-16); 150 with the
+    default effect at n = 12 and 40 (the machinery checks), in this process.
 
-    The null run is at n = 40: a design point's replicates share the scales the Laplace
-    screen fixes from its reference trials, and at n = 12 those are noisy enough that the
-    screen's null rate ranges 0.01-0.11 over seeds 11, 13-17 (coverage 0.85-0.99); at
-    n = 40 it is 0.027-0.053 (coverage 0.94-0.98), so the check tests the machinery, not
-    one seed's references (docs/power.md)."""
-    null = power(kb.Design(), NULL, RULE, n=[40], replicates=300, seed=11, **FAST)
+    A design point's replicates share the scales the Laplace screen fixes from its reference
+    trials, so one run's null rate depends on its seed's references: 300 replicates at
+    n = 40 gave 0.03-0.053 over seeds 12-18 but 0.093 (coverage 0.90) at seed 11 once the
+    spec hash changed (2026-12-03). Six runs of 100 average over six sets of references,
+    so the check tests the machinery, not one seed's references (docs/power.md)."""
+    null = pd.concat(
+        [power(kb.Design(), NULL, RULE, n=[40], replicates=100, seed=s, **FAST)
+         for s in range(11, 17)]
+    )  # fmt: skip
     effect = power(kb.Design(), kb.Truth(), RULE, n=[12, 40], replicates=150, seed=12, **FAST)
     return null, effect
 
 
 def test_false_positive_rate_matches_the_rule(null_and_effect):
     """With no true effect, P(effect < 0) > 0.95 fires in about 5 % of trials (flat-ish prior),
-    within 3 Monte-Carlo SEs."""
+    within 3 Monte-Carlo SEs over the pooled runs."""
     null, _ = null_and_effect
-    row = null.iloc[0]
-    assert row["n_problem"] == 0
-    se = np.sqrt(0.05 * 0.95 / row["n_ok"])
-    assert abs(row["power"] - 0.05) < 3 * se, row["power"]
-    assert row["true_value"] == 0
-    assert abs(row["bias"]) < 3 * row["rmse"] / np.sqrt(row["n_ok"])
-    assert 0.85 <= row["coverage"] <= 1
+    assert (null["n_problem"] == 0).all() and (null["true_value"] == 0).all()
+    n_ok = null["n_ok"].sum()
+    rate = (null["power"] * null["n_ok"]).sum() / n_ok
+    assert abs(rate - 0.05) < 3 * np.sqrt(0.05 * 0.95 / n_ok), rate
+    bias = (null["bias"] * null["n_ok"]).sum() / n_ok
+    assert abs(bias) < 3 * null["rmse"].mean() / np.sqrt(n_ok)
+    assert 0.9 <= (null["coverage"] * null["n_ok"]).sum() / n_ok <= 1
 
 
 def test_power_increases_with_n(null_and_effect):
