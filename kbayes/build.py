@@ -138,7 +138,7 @@ def coded_arrays(
         "p": p - (1 + config.periods) / 2,  # centred on the design's middle period
     }
     for name, (center, scale) in covariate_coding(spec, covariates or {}).items():
-        arrays[f"cov_{name}"] = (np.asarray(covariates[name][0], float) - center) / scale
+        arrays[COVARIATE_PREFIX + name] = (np.asarray(covariates[name][0], float) - center) / scale
     if "e" in spec.integrate:  # each participant's latent vector has one slot per period
         periods = np.unique(period)
         coords["period"] = [str(q) for q in periods]
@@ -196,13 +196,11 @@ def covariate_values(spec: ModelSpec, data: TrialData) -> dict[str, tuple[np.nda
                 f"{bad.size} rows are missing or not numbers ({shown}); a covariate needs a "
                 "number in every row"
             )
-        own = values.to_numpy(float)
         if table == "participants":
-            at = dict(zip(p["participant"], own, strict=True))
-            per_session = np.array([at[q] for q in s["participant"]], float)
+            per_session = s["participant"].map(values.set_axis(p["participant"]))
         else:
-            per_session = own
-        out[name] = (per_session, own)
+            per_session = values
+        out[name] = (per_session.to_numpy(float), values.to_numpy(float))
     return out
 
 
@@ -257,17 +255,21 @@ def _expected_total(item, cutpoints, shift):
     return pm.math.sigmoid(eta).sum()
 
 
+#: Prefix of a data covariate's coded array among the model's data (``age`` -> ``cov_age``).
+COVARIATE_PREFIX = "cov_"
+
+
 def term_covariate(term: str, factors: Mapping[str, Any]) -> Any:
     """A term's covariate: the product of its parts' coded covariates (``factors`` by the
     names of :data:`~kbayes.spec.FACTORS`, a data covariate X as ``cov_X``; ``condition:sex``
     is c m)."""
-    parts = (factors[FACTORS.get(part, f"cov_{part}")] for part in term.split(":"))
+    parts = (factors[FACTORS.get(part, COVARIATE_PREFIX + part)] for part in term.split(":"))
     return functools.reduce(operator.mul, parts)
 
 
 def _covariates(d: Mapping[str, Any]) -> dict[str, Any]:
     """The coded data covariates (``cov_X``) among the model's data."""
-    return {k: v for k, v in d.items() if k.startswith("cov_")}
+    return {k: v for k, v in d.items() if k.startswith(COVARIATE_PREFIX)}
 
 
 def linear_predictor(
@@ -299,7 +301,7 @@ def population_mean(
     ``"mrs"``: alpha0 + delta g (``factors`` holds ``g``); ``"glutamate"``: delta;
     ``"improvement"``: the improvement at standardised change ``dtilde``.
     """
-    names = [*FACTORS.values(), *(f"cov_{c}" for c in spec.covariates)]
+    names = [*FACTORS.values(), *(COVARIATE_PREFIX + c for c in spec.covariates)]
     at = dict.fromkeys(names, 0.0) | dict(factors)
     if level == "mrs":
         return params["alpha0"] + linear_predictor(spec, "glutamate", params, at) * at["g"]
@@ -345,7 +347,9 @@ def build_model(spec: ModelSpec, inputs: ModelInputs, *, integrated: bool = True
     with pm.Model(coords=coords) as model:
         d = {
             name: pm.Data(
-                name, value, dims=_DIMS.get(name, "session" if name.startswith("cov_") else None)
+                name,
+                value,
+                dims=_DIMS.get(name, "session" if name.startswith(COVARIATE_PREFIX) else None),
             )
             for name, value in inputs.data.items()
         }

@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from kbayes.build import (
+    COVARIATE_PREFIX,
     ModelInputs,
     coded_arrays,
     linear_predictor,
@@ -116,7 +117,8 @@ def _draw_arrays(design: Design, truth: Truth, rng: np.random.Generator) -> dict
     covariates = {name: r_cov.normal(mean, sd, n).round(1)
                   for name, (mean, sd) in sorted(d.covariates.items())}  # fmt: skip
     factors = {"c": c, "m": m, "p": p} | {
-        f"cov_{name}": (x - d.covariates[name][0])[:, None] for name, x in covariates.items()
+        COVARIATE_PREFIX + name: (x - d.covariates[name][0])[:, None]
+        for name, x in covariates.items()
     }
     delta = (
         linear_predictor(spec, "glutamate", th, factors)

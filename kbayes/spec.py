@@ -324,11 +324,10 @@ def _prior(key: str, table: Any, errors: list[str]) -> Prior | None:
 
 #: The parts of a registered term each level can use (the others are covariates).
 LEVEL_FACTORS: dict[str, tuple[str, ...]] = {
-    "glutamate": ("condition", "sex", "period"),
-    "improvement": ("condition", "sex", "period", "dglx", "baseline"),
-    "items": ("condition", "sex", "period"),
+    level: tuple(dict.fromkeys(part for t in terms for part in t.split(":")))
+    for level, terms in TERMS.items()
 }
-TERMS_BY_COEFFICIENT = {t.coefficient for terms in TERMS.values() for t in terms.values()}
+REGISTERED_COEFFICIENTS = {t.coefficient for terms in TERMS.values() for t in terms.values()}
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
@@ -343,7 +342,7 @@ def coefficient_term(name: str) -> tuple[str, str] | None:
     """The (level, term) of a covariate term's coefficient name (the inverse of
     :func:`term_coefficient` for unregistered terms), or None if ``name`` is not one."""
     for level, prefix in PREFIXES.items():
-        if name.startswith(f"{prefix}_") and name not in TERMS_BY_COEFFICIENT:
+        if name.startswith(f"{prefix}_") and name not in REGISTERED_COEFFICIENTS:
             return level, ":".join(name.removeprefix(f"{prefix}_").split("_x_"))
     return None
 
