@@ -33,7 +33,7 @@ from kbayes.rules import GoNoGo, Rule
 from kbayes.sampling import fit
 from kbayes.simulation import load_example, simulate
 from kbayes.spec import ModelSpec, builtin_specs, load_spec
-from kbayes.summaries import estimands
+from kbayes.summaries import covariate_effects, estimands
 
 __version__ = version("kbayes")
 
@@ -73,6 +73,7 @@ __all__ = [
     "calibrate",
     "check",
     "compare",
+    "covariate_effects",
     "estimands",
     "fit",
     "from_ci",

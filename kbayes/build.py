@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import functools
 import operator
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,7 +45,8 @@ from kbayes.marginal import (
     scale_mixture_weights,
     segment_sum,
 )
-from kbayes.spec import FACTORS, INTERCEPTS, ModelSpec
+from kbayes.spec import ModelSpec
+from kbayes.terms import FACTORS, INTERCEPTS
 
 
 @dataclass(frozen=True)
@@ -137,8 +138,10 @@ def coded_arrays(
         "m": np.where(male, 0.5, -0.5),
         "p": p - (1 + config.periods) / 2,  # centred on the design's middle period
     }
-    for name, (center, scale) in covariate_coding(spec, covariates or {}).items():
-        arrays[COVARIATE_PREFIX + name] = (np.asarray(covariates[name][0], float) - center) / scale
+    for name, how in covariate_coding(spec, covariates or {}).items():
+        arrays[COVARIATE_PREFIX + name] = coded_covariate(how, covariates[name][0])
+        if "levels" in how:
+            coords[name] = list(spec.categorical[name])
     if "e" in spec.integrate:  # each participant's latent vector has one slot per period
         periods = np.unique(period)
         coords["period"] = [str(q) for q in periods]
@@ -168,7 +171,8 @@ def coded_arrays(
 def covariate_values(spec: ModelSpec, data: TrialData) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Each covariate of ``spec``: its values per session and over its own table's rows
     (a ``participants`` column is a participant-level covariate, a ``sessions`` column a
-    session-level one). A missing column or value, or text, is a DataError."""
+    session-level one); numbers, or level names for a categorical covariate. A missing
+    column or value, text for a numeric covariate or an undeclared level is a DataError."""
     out = {}
     p, s = data.participants, data.sessions
     for name in spec.covariates:
@@ -180,46 +184,69 @@ def covariate_values(spec: ModelSpec, data: TrialData) -> dict[str, tuple[np.nda
                 f"({', '.join(s.columns)}); map a column to it with columns={{...: {name!r}}}"
             )
         column = (p if table == "participants" else s)[name]
-        values = pd.to_numeric(column, errors="coerce")
-        if values.isna().all() and column.notna().any():
-            levels = ", ".join(map(repr, sorted(column.dropna().astype(str).unique())[:6]))
-            raise DataError(
-                f"table {table!r}, column {name!r} (a covariate of spec {spec.name!r}) holds "
-                f"text ({levels}): categorical covariates are not supported yet; add one 0/1 "
-                "column per non-reference level and use those as terms"
-            )
-        bad = np.flatnonzero(values.isna().to_numpy())
+        where = f"table {table!r}, column {name!r} (a covariate of spec {spec.name!r})"
+        if name in spec.categorical:
+            values = column.astype("string")
+            levels = spec.covariates[name]["levels"]
+            bad = np.flatnonzero(~values.isin(levels).fillna(False).to_numpy(bool))
+            problem = f"not one of the levels {levels} declared in [covariates.{name}]"
+        else:
+            values = pd.to_numeric(column, errors="coerce")
+            if values.isna().all() and column.notna().any():
+                found = ", ".join(map(repr, sorted(column.dropna().astype(str).unique())[:6]))
+                raise DataError(
+                    f"{where} holds text ({found}): declare it categorical in the spec, "
+                    f'[covariates.{name}] levels = ["...", ...] (see models/README.md)'
+                )
+            bad = np.flatnonzero(values.isna().to_numpy())
+            problem = "missing or not numbers (a covariate needs a number in every row)"
         if bad.size:
             shown = ", ".join(f"row {k}: {column.iloc[k]!r}" for k in bad[:5])
-            raise DataError(
-                f"table {table!r}, column {name!r} (a covariate of spec {spec.name!r}): "
-                f"{bad.size} rows are missing or not numbers ({shown}); a covariate needs a "
-                "number in every row"
-            )
+            raise DataError(f"{where}: {bad.size} of {len(column)} rows are {problem}: {shown}")
         if table == "participants":
             per_session = s["participant"].map(values.set_axis(p["participant"]))
         else:
             per_session = values
-        out[name] = (per_session.to_numpy(float), values.to_numpy(float))
+        kind = str if name in spec.categorical else float
+        out[name] = (per_session.to_numpy(kind), values.to_numpy(kind))
     return out
 
 
 def covariate_coding(
     spec: ModelSpec, values: Mapping[str, tuple[np.ndarray, np.ndarray]]
-) -> dict[str, tuple[float, float]]:
-    """(centre, scale) of each covariate: its ``[covariates.NAME]`` ``center`` (``"mean"``:
-    over its table's rows) and ``scale`` (``"sd"``: their SD); default 0 and 1, so a
-    coefficient is per unit of the covariate as given."""
-    out = {}
+) -> dict[str, dict[str, Any]]:
+    """How each covariate is coded: a numeric one by ``center`` and ``scale`` (its
+    ``[covariates.NAME]`` ``"mean"``: over its table's rows, ``"sd"``: their SD; default 0
+    and 1, so a coefficient is per unit of the covariate as given); a categorical one by its
+    ``levels``, ``reference`` and ``coding`` with the ``counts`` of each level in its table."""
+    out: dict[str, dict[str, Any]] = {}
     for name, settings in spec.covariates.items():
-        own = np.asarray(values[name][1], float)
+        own = values[name][1]
+        if name in spec.categorical:
+            counts = {level: int((own == level).sum()) for level in settings["levels"]}
+            out[name] = {**settings, "counts": counts}
+            continue
+        own = np.asarray(own, float)
         center, scale = settings.get("center", 0.0), settings.get("scale", 1.0)
         center = float(own.mean()) if center == "mean" else float(center)
         scale = float(own.std(ddof=1)) if scale == "sd" else float(scale)
         if not scale > 0:
             raise DataError(f'covariate {name!r} has SD 0: scale = "sd" cannot standardise it')
-        out[name] = (center, scale)
+        out[name] = {"center": center, "scale": scale}
     return out
+
+
+def coded_covariate(how: Mapping[str, Any], values: np.ndarray) -> np.ndarray:
+    """A covariate's values as the model sees them (``how`` from :func:`covariate_coding`):
+    a numeric one (value - center) / scale; a categorical one as one column per level but
+    the reference (:data:`~kbayes.terms.CODINGS`), shape (rows, levels - 1)."""
+    if "levels" not in how:
+        return (np.asarray(values, float) - how["center"]) / how["scale"]
+    columns = [level for level in how["levels"] if level != how["reference"]]
+    coded = (np.asarray(values)[:, None] == np.array(columns)[None, :]).astype(float)
+    if how["coding"] == "sum":
+        coded[np.asarray(values) == how["reference"]] = -1.0
+    return coded
 
 
 def _item_arrays(
@@ -259,12 +286,23 @@ def _expected_total(item, cutpoints, shift):
 COVARIATE_PREFIX = "cov_"
 
 
-def term_covariate(term: str, factors: Mapping[str, Any]) -> Any:
+def term_covariate(term: str, factors: Mapping[str, Any], categorical: Collection[str] = ()) -> Any:
     """A term's covariate: the product of its parts' coded covariates (``factors`` by the
-    names of :data:`~kbayes.spec.FACTORS`, a data covariate X as ``cov_X``; ``condition:sex``
-    is c m)."""
-    parts = (factors[FACTORS.get(part, COVARIATE_PREFIX + part)] for part in term.split(":"))
-    return functools.reduce(operator.mul, parts)
+    names of :data:`~kbayes.terms.FACTORS`, a data covariate X as ``cov_X``; ``condition:sex``
+    is c m). A ``categorical`` part's coded columns are the last axis; the other parts are
+    broadcast along it."""
+    parts = term.split(":")
+    values = [factors[FACTORS.get(part, COVARIATE_PREFIX + part)] for part in parts]
+    if any(part in categorical for part in parts):
+        values = [
+            v if part in categorical else _column(v) for part, v in zip(parts, values, strict=True)
+        ]
+    return functools.reduce(operator.mul, values)
+
+
+def _column(x: Any) -> Any:
+    """``x`` with a trailing axis of length 1 (numbers, numpy arrays, tensors)."""
+    return x[..., None] if np.ndim(x) else x
 
 
 def _covariates(d: Mapping[str, Any]) -> dict[str, Any]:
@@ -282,8 +320,26 @@ def linear_predictor(
     """
     out = params[INTERCEPTS[level]]
     for term in spec.terms.get(level, ()):
-        out = out + params[spec.coefficient(level, term)] * term_covariate(term, factors)
+        out = out + term_effect(spec, level, term, params, factors)
     return out
+
+
+def term_effect(
+    spec: ModelSpec, level: str, term: str, params: Mapping[str, Any], factors: Mapping[str, Any]
+) -> Any:
+    """One term's part of the linear predictor: coefficient x covariate, summed over the
+    coded levels of a categorical part (whose coded columns given as the number 0 are the
+    covariate at its centre: the reference level, or the mean over levels under sum
+    coding)."""
+    coefficient = params[spec.coefficient(level, term)]
+    categorical = [part for part in term.split(":") if part in spec.categorical]
+    if not categorical:
+        return coefficient * term_covariate(term, factors)
+    if np.ndim(coded := factors[COVARIATE_PREFIX + categorical[0]]) == 0:
+        if coded != 0:
+            raise ValueError(f"{categorical[0]!r}: its coded columns are an array, or 0")
+        return 0.0
+    return (coefficient * term_covariate(term, factors, spec.categorical)).sum(axis=-1)
 
 
 def standardised_change(spec: ModelSpec, delta: Any) -> Any:
@@ -349,7 +405,7 @@ def build_model(spec: ModelSpec, inputs: ModelInputs, *, integrated: bool = True
             name: pm.Data(
                 name,
                 value,
-                dims=_DIMS.get(name, "session" if name.startswith(COVARIATE_PREFIX) else None),
+                dims=_data_dims(spec, name),
             )
             for name, value in inputs.data.items()
         }
@@ -475,8 +531,8 @@ def _improvement_level(spec: ModelSpec, d: dict, delta, v, layout: LatentLayout)
         slope = 0.0  # of the mean in dtilde: the terms with a dglx part
         for term in spec.terms.get("improvement", ()):
             if "dglx" in term.split(":"):
-                one = term_covariate(term, factors | {"dtilde": 1.0})
-                slope = slope + model[spec.coefficient("improvement", term)] * one
+                one = factors | {"dtilde": 1.0}
+                slope = slope + term_effect(spec, "improvement", term, model, one)
         rows = layout.delta_map()[:, :, None] * np.ones(1)  # (slot, K, 1)
         in_slot = pt.as_tensor(rows)[d["session_period"], :, 0]  # (session, K)
         row = [row[i] + slope / scale * in_slot[:, i] for i in range(k)]
@@ -533,6 +589,14 @@ def _items_level(spec: ModelSpec, d: dict, c, m, p, pi) -> None:
             pm.Deterministic(
                 f"imp_{cond}_{sex}", base - _expected_total(item, cutpoints, day1_shift)
             )
+
+
+def _data_dims(spec: ModelSpec, name: str) -> str | tuple[str, ...] | None:
+    """The dims of the model's data array ``name``."""
+    covariate = name.removeprefix(COVARIATE_PREFIX)
+    if name.startswith(COVARIATE_PREFIX) and covariate in spec.covariates:
+        return ("session", covariate) if covariate in spec.categorical else "session"
+    return _DIMS.get(name)
 
 
 _DIMS = {

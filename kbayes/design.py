@@ -59,10 +59,12 @@ class Truth:
         Participant SD of improvement (points) and its correlation with u.
     sigma_y, nu : float, default 3.5, 10.0
         Scale (points) and degrees of freedom of the Student-t residual (``nu=inf``: normal).
-    effects : dict of str to float, default {}
+    effects : dict of str to float or to {level: float}, default {}
         Coefficients of covariate terms, by their model names (``gamma_age``: improvement
         points per year of ``age``; ``beta_age_x_condition``), per unit of the covariate
-        about the design's covariate mean (:attr:`Design.covariates`).
+        about the design's covariate mean (:attr:`Design.covariates`); of a categorical
+        covariate's term, the effect of each level named (levels not named: 0), e.g.
+        ``{"gamma_site": {"B": 2.0}}``.
     """
 
     alpha0: float = 1.0
@@ -87,13 +89,18 @@ class Truth:
     uv_rho: float = 0.0
     sigma_y: float = 3.5
     nu: float = 10.0
-    effects: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    effects: Mapping[str, float | Mapping[str, float]] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "effects", {k: float(v) for k, v in self.effects.items()})
-        for name in self.effects:
+        effects = {k: {level: float(x) for level, x in v.items()} if isinstance(v, Mapping)
+                   else float(v) for k, v in self.effects.items()}  # fmt: skip
+        object.__setattr__(self, "effects", effects)
+        for name, value in effects.items():
             _require(name not in self._fields(), "Truth", "effects", "new names only", name)
-        for name, value in self.params.items():
+            finite = np.isfinite(list(value.values()) if isinstance(value, dict) else value)
+            _require(np.all(finite), "Truth", f"effects[{name!r}]", "finite", value)
+        for name in self._fields():
+            value = getattr(self, name)
             _require(np.isfinite(value) or name == "nu", "Truth", name, "finite", value)
             if name.endswith("_sigma") or name == "sigma_y":
                 _require(value >= 0, "Truth", name, ">= 0", value)
@@ -106,7 +113,7 @@ class Truth:
         return [f.name for f in dataclasses.fields(cls) if f.name != "effects"]
 
     @property
-    def params(self) -> dict[str, float]:
+    def params(self) -> dict[str, float | dict[str, float]]:
         """Parameter name -> value (the fields, then :attr:`effects`)."""
         return {name: float(getattr(self, name)) for name in self._fields()} | self.effects
 
@@ -159,10 +166,12 @@ class Design:
         Assumption (no item-level data of the trial were available).
     shape : {"step", "ramp"}, default "step"
         Infusion profile g(t).
-    covariates : dict of str to (float, float), default {}
-        Participant-level covariates to simulate, name -> (mean, SD): each participant's
-        value is Normal(mean, SD), rounded to 0.1, stored as a ``participants`` column.
-        Assumption; their effects are :attr:`Truth.effects`.
+    covariates : dict of str to (float, float) or to {level: probability}, default {}
+        Participant-level covariates to simulate, stored as ``participants`` columns:
+        name -> (mean, SD), each participant's value Normal(mean, SD) rounded to 0.1; or a
+        categorical one, name -> {level: probability} (summing to 1), each participant's
+        level drawn with these probabilities. Assumption; their effects are
+        :attr:`Truth.effects`.
     config : TrialConfig, default TrialConfig()
         Names, codes and score ranges.
     """
@@ -180,16 +189,29 @@ class Design:
     baseline_session_sd: float = 3.0
     items: bool = False
     shape: str = "step"
-    covariates: Mapping[str, tuple[float, float]] = dataclasses.field(default_factory=dict)
+    covariates: Mapping[str, tuple[float, float] | Mapping[str, float]] = dataclasses.field(
+        default_factory=dict
+    )
     config: TrialConfig = dataclasses.field(default_factory=TrialConfig)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "block_times", tuple(float(t) for t in self.block_times))
-        covariates = {k: tuple(float(x) for x in v) for k, v in self.covariates.items()}
+        covariates = {
+            k: {str(x): float(q) for x, q in v.items()}
+            if isinstance(v, Mapping)
+            else tuple(float(x) for x in v)
+            for k, v in self.covariates.items()
+        }
         object.__setattr__(self, "covariates", covariates)
         for name, ms in covariates.items():
+            where = f"covariates[{name!r}]"
+            if isinstance(ms, dict):
+                probs = np.array(list(ms.values()))
+                ok = len(ms) >= 2 and (probs >= 0).all() and abs(probs.sum() - 1) < 1e-9
+                _require(ok, "Design", where, "{level: probability}, two or more, sum 1", ms)
+                continue
             ok = len(ms) == 2 and np.isfinite(ms).all() and ms[1] >= 0
-            _require(ok, "Design", f"covariates[{name!r}]", "(mean, SD >= 0)", ms)
+            _require(ok, "Design", where, "(mean, SD >= 0)", ms)
             taken = name in ("participant", "sex")
             _require(not taken, "Design", "covariates", "names other than participant, sex", name)
         cfg, t = self.config, np.asarray(self.block_times)

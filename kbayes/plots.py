@@ -35,7 +35,7 @@ from matplotlib.figure import Figure
 from kbayes.build import population_mean, standardised_change
 from kbayes.data import infusion_profile
 from kbayes.results import estimand_names, result_spec, trial_config
-from kbayes.summaries import estimands
+from kbayes.summaries import covariate_effects, estimands
 
 #: The call that adds each group, quoted in errors.
 _HOW = {
@@ -147,6 +147,24 @@ def plot_estimands(idata: xr.DataTree) -> Figure:
     """
     require(idata, "posterior")
     table = estimands(idata)
+    title = (
+        f"Estimands: posterior median and {100 * table.attrs['ci_prob']:g} % HDI "
+        "(grey: ROPE; black: averaged over sexes, red: women, green: men)"
+    )
+    return _forest(table, title)
+
+
+def plot_covariate_effects(idata: xr.DataTree) -> Figure:
+    """Forest plot of the covariate terms' coefficients (:func:`kbayes.summaries.covariate_effects`;
+    one row per coefficient or coded level), posterior median and HDI, one panel per unit."""
+    require(idata, "posterior")
+    table = covariate_effects(idata)
+    title = f"Covariate effects: posterior median and {100 * table.attrs['ci_prob']:g} % HDI"
+    return _forest(table, title)
+
+
+def _forest(table, title: str) -> Figure:
+    """Median and HDI of each row of a :func:`kbayes.estimands` table, one panel per unit."""
     rows = _estimand_order(list(table.index))
     units = list(dict.fromkeys(table["unit"]))
     per_unit = {u: [(n, s) for n, s in rows if table.loc[n, "unit"] == u] for u in units}
@@ -175,11 +193,7 @@ def plot_estimands(idata: xr.DataTree) -> Figure:
         ax.axvline(0, color="0.4", ls="--", lw=0.8)
         ax.set_xlabel(unit or "value", fontsize=9)
         ax.set_ylim(-0.7, len(items) - 0.3)
-    fig.suptitle(
-        f"Estimands: posterior median and {100 * table.attrs['ci_prob']:g} % HDI "
-        "(grey: ROPE; black: averaged over sexes, red: women, green: men)",
-        fontsize=9,
-    )
+    fig.suptitle(title, fontsize=9)
     return fig
 
 

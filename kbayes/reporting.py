@@ -46,7 +46,7 @@ from kbayes.data import TrialData
 from kbayes.diagnostics import Verdict, check
 from kbayes.results import estimand_names, trial_config
 from kbayes.spec import MODELS_DIR, builtin_specs, load_spec
-from kbayes.summaries import estimands
+from kbayes.summaries import covariate_effects, estimands
 
 #: Section ids, in report order.
 SECTIONS = ("data", "spec", "verdict", "estimands", "sensitivity", "plots", "versions")
@@ -132,6 +132,7 @@ def report(
         _spec_section(idata),
         _verdict_section(verdict or check(idata)),
         _estimand_section(idata),
+        *_covariate_section(idata, dpi),
         _sensitivity_section(idata),
         _plot_section(idata, dpi),
         _version_section(idata),
@@ -217,6 +218,24 @@ def _estimand_section(idata: xr.DataTree) -> _Section:
     return s
 
 
+def _covariate_section(idata: xr.DataTree, dpi: int) -> list[_Section]:
+    """The covariate terms' coefficients (none without covariate terms)."""
+    try:
+        table = covariate_effects(idata)
+    except ValueError:
+        return []
+    s = _Section("covariates", "Covariate effects")
+    cols = ["label", "unit", "median", "hdi_low", "hdi_high", "p_direction", "rhat", "ess_bulk"]
+    fig = plots.plot_covariate_effects(idata)
+    s.parts += [
+        ("ul", list(table["text"])),
+        ("table", table[cols].reset_index().rename(columns={"estimand": "coefficient"})),
+        ("img", "covariates", "Covariate effects with HDIs", _png(fig, dpi)),
+        ("p", "How each covariate was coded is listed under Versions and seed."),
+    ]
+    return [s]
+
+
 def _sensitivity_section(idata: xr.DataTree) -> _Section:
     s = _Section("sensitivity", "Prior sensitivity")
     missing = [g for g in ("log_prior", "log_likelihood") if g not in idata.children]
@@ -279,8 +298,8 @@ def _version_section(idata: xr.DataTree) -> _Section:
     fitted |= {k: v for k, v in idata.attrs.items() if k.endswith("_version")}
     rows = [{"item": f"fit: {k}", "value": str(v)} for k, v in fitted.items()]
     coding = json.loads(idata.attrs.get("covariate_coding", "{}"))
-    rows += [{"item": f"covariate {name}", "value": f"(value - {c:.4g}) / {sc:.4g}"}
-             for name, (c, sc) in coding.items()]  # fmt: skip
+    rows += [{"item": f"covariate {name}", "value": _covariate_text(how)}
+             for name, how in coding.items()]  # fmt: skip
     if defaulted := json.loads(idata.attrs.get("defaulted_priors", "[]")):
         rows.append({"item": "priors from [priors.default.LEVEL]", "value": ", ".join(defaulted)})
     now = {"python": platform.python_version()} | {p: _version(p) for p in _VERSIONED}
@@ -291,6 +310,14 @@ def _version_section(idata: xr.DataTree) -> _Section:
 
 
 # --- helpers --------------------------------------------------------------------------------
+def _covariate_text(how: dict) -> str:
+    """How a covariate was coded (an entry of a result's ``covariate_coding``), in words."""
+    if "levels" not in how:
+        return f"(value - {how['center']:.4g}) / {how['scale']:.4g}"
+    counts = ", ".join(f"{level} ({k})" for level, k in how["counts"].items())
+    return f"{how['coding']} coding, reference {how['reference']}; levels {counts}"
+
+
 def _lowest_ess(idata: xr.DataTree, n: int) -> list[str]:
     """The ``n`` scalar parameters with the lowest bulk ESS, lowest first."""
     names = plots.scalar_parameters(idata)

@@ -186,11 +186,13 @@ def sample_scalars(
     seed: int,
     target_accept: float = 0.9,
 ) -> tuple[dict[str, np.ndarray], int, pm.Model]:
-    """NUTS (nutpie, one core) draws of the model's scalar variables, without a DataTree.
+    """NUTS (nutpie, one core) draws of the model's scalar variables (and categorical
+    coefficients, whose levels estimands use), without a DataTree.
 
-    Returns the draws as ``(chain, draw)`` arrays by variable name, the number of divergent
-    transitions after tuning and the model. What a power replicate needs: building the
-    DataTree of every variable took a fifth of a short joint-model fit.
+    Returns the draws as ``(chain, draw)`` arrays (``(chain, draw, level)``) by variable
+    name, the number of divergent transitions after tuning and the model. What a power
+    replicate needs: building the DataTree of every variable took a fifth of a short
+    joint-model fit.
     """
     import nutpie
 
@@ -199,16 +201,25 @@ def sample_scalars(
         _nutpie_model(entry, inputs), draws=draws, tune=tune, chains=chains, seed=seed,
         target_accept=target_accept, progress_bar=False, cores=1, return_raw_trace=True,
     )  # fmt: skip
-    names = [v.name for v in (*entry.model.free_RVs, *entry.model.deterministics) if v.ndim == 0]
+    names = [v.name for v in (*entry.model.free_RVs, *entry.model.deterministics)
+             if v.ndim == 0 or v.name in spec.categorical_coefficients]  # fmt: skip
     draw_tables, stat_tables = trace.get_arrow_trace()  # one table per chain, tuning first
     kept = [~np.asarray(t.column("tuning"), dtype=bool) for t in stat_tables]
 
     def stacked(tables: list, name: str) -> np.ndarray:
-        return np.stack([np.asarray(t.column(name))[k] for t, k in zip(tables, kept, strict=True)])
+        return np.stack([_column(t, name)[k] for t, k in zip(tables, kept, strict=True)])
 
     out = {n: stacked(draw_tables, n) for n in names}
     divergences = int(stacked(stat_tables, "diverging").sum())
     return out, divergences, entry.model
+
+
+def _column(table: Any, name: str) -> np.ndarray:
+    """One variable's draws from a nutpie arrow table: (draw,), or (draw, size) for a vector."""
+    column = table.column(name)
+    if hasattr(column.type, "value_type"):  # a list per draw
+        return np.array(column.to_pylist(), dtype=float)
+    return np.asarray(column)
 
 
 def fit(
@@ -399,12 +410,14 @@ def thinned(posterior: xr.Dataset, draws: int | None) -> xr.Dataset:
 
 def add_estimands(idata: xr.DataTree, spec: ModelSpec, data: TrialData) -> None:
     """Add the spec's estimands to the posterior, with ``label`` and ``unit`` attrs; label
-    the term coefficients (the term registry's labels)."""
+    the term coefficients (the term registry's labels) and give their units."""
     post = idata.posterior.to_dataset()
     values = spec.estimand_values({k: post[k] for k in post.data_vars})
     names = _config_names(data)
+    units = spec.term_units()
     for name, label in spec.term_labels().items():
         post[name].attrs["label"] = _capitalise(label.format(**names))
+        post[name].attrs["unit"] = units[name].format(**names)
     for name, est in spec.estimands.items():
         post[name] = values[name].assign_attrs(
             label=_capitalise(est.label.format(**names)),

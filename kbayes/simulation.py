@@ -45,7 +45,8 @@ from kbayes.build import (
 from kbayes.data import TABLES, TrialData, infusion_profile
 from kbayes.design import Design, SimulatedTruth, Truth
 from kbayes.replicates import child
-from kbayes.spec import LEVEL_FACTORS, ModelSpec, coefficient_term, load_spec
+from kbayes.spec import ModelSpec, load_spec
+from kbayes.terms import LEVEL_FACTORS, coefficient_term
 
 #: Spec whose centring constants (``delta_center``, ``delta_scale``, ``baseline_center``)
 #: :func:`simulate` uses: the model it simulates from.
@@ -114,10 +115,10 @@ def _draw_arrays(design: Design, truth: Truth, rng: np.random.Generator) -> dict
     z = r_glu.standard_normal((2, n))
     u = th["u_sigma"] * z[0]
     v = th["v_sigma"] * (th["uv_rho"] * z[0] + np.sqrt(1 - th["uv_rho"] ** 2) * z[1])
-    covariates = {name: r_cov.normal(mean, sd, n).round(1)
-                  for name, (mean, sd) in sorted(d.covariates.items())}  # fmt: skip
-    factors = {"c": c, "m": m, "p": p} | {
-        COVARIATE_PREFIX + name: (x - d.covariates[name][0])[:, None]
+    covariates = {name: _draw_covariate(how, n, r_cov)
+                  for name, how in sorted(d.covariates.items())}  # fmt: skip
+    factors = {"c": c, "m": m, "p": p} | {  # numeric: about the mean; categorical: levels
+        COVARIATE_PREFIX + name: (x if x.dtype == object else x - d.covariates[name][0])[:, None]
         for name, x in covariates.items()
     }
     delta = (
@@ -156,10 +157,21 @@ def _draw_arrays(design: Design, truth: Truth, rng: np.random.Generator) -> dict
     }  # fmt: skip
 
 
+def _draw_covariate(how: tuple | dict, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` participants' values of a design covariate: Normal(mean, SD) rounded to 0.1,
+    or levels (an object array) drawn with the design's probabilities."""
+    if isinstance(how, dict):
+        return rng.choice(np.array(list(how), dtype=object), size=n, p=list(how.values()))
+    mean, sd = how
+    return rng.normal(mean, sd, n).round(1)
+
+
 def covariate_effects(design: Design, truth: Truth, level: str, factors: dict) -> Any:
-    """Sum over ``truth.effects`` at ``level`` of effect x term covariate (``factors``
-    holds each design covariate about its mean as ``cov_NAME``). An effect that is not a
-    covariate term of a simulated level, or whose covariate the design lacks, is an error."""
+    """Sum over ``truth.effects`` at ``level`` of effect x term covariate (``factors`` holds
+    each numeric design covariate about its mean, each categorical one's levels, as
+    ``cov_NAME``; a categorical term's effect is {level: value}). An effect that is not a
+    covariate term of a simulated level, whose covariate the design lacks, or that does not
+    match its covariate's kind or levels, is an error."""
     out = 0.0
     for name, value in truth.effects.items():
         at = coefficient_term(name)
@@ -175,7 +187,27 @@ def covariate_effects(design: Design, truth: Truth, level: str, factors: dict) -
                 f"Truth.effects[{name!r}] needs the covariate(s) {missing}, which "
                 f"Design.covariates ({sorted(design.covariates)}) does not simulate"
             )
-        if at[0] == level:
+        categorical = [x for x in at[1].split(":") if isinstance(design.covariates.get(x), dict)]
+        if len(categorical) > 1:
+            raise ValueError(f"Truth.effects[{name!r}]: one categorical covariate per term")
+        if bool(categorical) != isinstance(value, dict):
+            kind = "{level: effect}" if categorical else "a number"
+            raise ValueError(f"Truth.effects[{name!r}]: expected {kind} for the term {at[1]!r}")
+        for cat in categorical:
+            unknown = sorted(set(value) - set(design.covariates[cat]))
+            if unknown:
+                raise ValueError(
+                    f"Truth.effects[{name!r}]: levels {unknown} are not levels of "
+                    f"Design.covariates[{cat!r}] ({sorted(design.covariates[cat])})"
+                )
+        if at[0] != level:
+            continue
+        if categorical:  # the term's covariate with each participant's level's effect
+            key = COVARIATE_PREFIX + categorical[0]
+            levels = factors[key]
+            effect = np.reshape([value.get(x, 0.0) for x in levels.ravel()], levels.shape)
+            out = out + term_covariate(at[1], factors | {key: effect})
+        else:
             out = out + value * term_covariate(at[1], factors)
     return out
 

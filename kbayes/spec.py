@@ -14,7 +14,6 @@ import functools
 import hashlib
 import json
 import math
-import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -27,64 +26,22 @@ import numpy as np
 from pymc_extras.prior import Prior
 
 from kbayes.errors import SpecError
+from kbayes.terms import (
+    LEVEL_UNITS,
+    TERMS,
+    extend_terms,
+    parse_covariates,
+    parse_terms,
+    term_coefficient,
+)
 
 SCHEMA_VERSION = 1
 MODELS_DIR = files("kbayes") / "models"
 
 
-@dataclass(frozen=True)
-class Term:
-    """A registered model term: its coefficient's name and a label for plots and tables.
-
-    The term's covariate is the product of the coded covariates of its ``:``-separated
-    parts (:data:`FACTORS`): ``condition:sex`` is c m.
-    """
-
-    coefficient: str
-    label: str
-
-
-#: Coded covariate of each part of a term name (the names of kbayes.build's data):
-#: c = 1 under the pretreatment, m = -1/2 or +1/2 by sex, p = period centred on the middle
-#: period, dtilde = standardised glutamate change, baseline_c = centred baseline score.
-FACTORS: dict[str, str] = {"condition": "c", "sex": "m", "period": "p", "dglx": "dtilde",
-                           "baseline": "baseline_c"}  # fmt: skip
-#: Intercept of each level with terms.
-INTERCEPTS: dict[str, str] = {"glutamate": "beta0", "improvement": "gamma0", "items": "theta0"}
-#: Coefficient prefix of each level: a covariate term's coefficient is ``<prefix>_<term>``
-#: with its parts joined by ``_x_`` (``age`` -> ``gamma_age``, ``age:condition`` ->
-#: ``gamma_age_x_condition``).
-PREFIXES: dict[str, str] = {"glutamate": "beta", "improvement": "gamma", "items": "theta"}
-#: Keys of a ``[covariates.NAME]`` table: centring and scaling of a numeric covariate
-#: (``"mean"`` / ``"sd"`` from the data, or a number in the covariate's units).
-COVARIATE_KEYS = {"center", "scale"}
 #: Spec tables an ``extends`` spec merges into its parent's, key by key.
 MERGED_TABLES = ("constants", "terms", "priors", "derived", "estimands", "covariates")
-#: The term registry, per level: a new term is one entry here (its parts from FACTORS).
-#: Labels may hold ``{active}``, ``{reference}``, ``{metabolite}`` and ``{scale}``.
-TERMS: dict[str, dict[str, Term]] = {
-    "glutamate": {
-        "condition": Term("beta_N", "{active} vs {reference}: {metabolite} change"),
-        "sex": Term("beta_M", "male - female: {metabolite} change"),
-        "condition:sex": Term("beta_NM", "{active} x sex: {metabolite} change"),
-        "period": Term("beta_P", "period 2 - 1: {metabolite} change"),
-    },
-    "improvement": {
-        "condition": Term("gamma_N", "{active} vs {reference}: improvement at fixed change"),
-        "sex": Term("gamma_M", "male - female: improvement"),
-        "condition:sex": Term("gamma_NM", "{active} x sex: improvement"),
-        "dglx": Term("gamma_D", "improvement per standardised {metabolite} change"),
-        "dglx:condition": Term("gamma_DN", "{active} x standardised {metabolite} change"),
-        "baseline": Term("gamma_B", "improvement per baseline {scale} point"),
-        "period": Term("gamma_P", "period 2 - 1: improvement"),
-    },
-    "items": {
-        "condition": Term("theta_N", "{active} vs {reference}: item improvement"),
-        "sex": Term("theta_M", "male - female: item improvement"),
-        "condition:sex": Term("theta_NM", "{active} x sex: item improvement"),
-        "period": Term("theta_P", "period 2 - 1: item improvement"),
-    },
-}
+
 #: Parameters each level needs besides its term coefficients.
 LEVEL_PARAMETERS: dict[str, tuple[str, ...]] = {
     "mrs": ("alpha0", "a", "a_session", "sigma_mrs"),
@@ -176,6 +133,63 @@ class ModelSpec:
     defaulted: tuple[str, ...] = ()
 
     @property
+    def categorical(self) -> dict[str, tuple[str, ...]]:
+        """Categorical covariate -> its coded levels (the levels but the reference): the
+        coords of the dim, named as the covariate, of its terms' coefficients."""
+        return {
+            name: tuple(level for level in how["levels"] if level != how["reference"])
+            for name, how in self.covariates.items()
+            if "levels" in how
+        }
+
+    @property
+    def covariate_coefficients(self) -> tuple[str, ...]:
+        """Coefficients of the terms with a data covariate (``gamma_age``, ``gamma_site``)."""
+        return tuple(
+            self.coefficient(level, t)
+            for level, terms in self.terms.items()
+            for t in terms
+            if any(part in self.covariates for part in t.split(":"))
+        )
+
+    def term_units(self) -> dict[str, str]:
+        """Coefficient name -> its unit (a template, see :data:`LEVEL_UNITS`), per what its
+        label says (per unit of the covariate, per level)."""
+        return {self.coefficient(level, t): LEVEL_UNITS[level]
+                for level, terms in self.terms.items() for t in terms}  # fmt: skip
+
+    @property
+    def categorical_coefficients(self) -> dict[str, str]:
+        """Coefficient of a term with a categorical part -> that covariate (the coefficient
+        has its dim; estimands name its levels ``<coefficient>_<level>``, e.g.
+        ``gamma_site_B``)."""
+        return {
+            self.coefficient(level, t): part
+            for level, terms in self.terms.items()
+            for t in terms
+            for part in t.split(":")
+            if part in self.categorical
+        }
+
+    def level_values(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """The levels of each categorical coefficient in ``params`` as ``<coefficient>_<level>``:
+        from its last axis (draws, arrays), or from a :attr:`kbayes.Truth.effects` entry
+        ``{level: effect}`` (levels not named: 0) expressed in this spec's coding."""
+        out = {}
+        for name, covariate in self.categorical_coefficients.items():
+            if name not in params:
+                continue
+            value, how = params[name], self.covariates[covariate]
+            if isinstance(value, Mapping):
+                effects = {level: value.get(level, 0.0) for level in how["levels"]}
+                treatment = how["coding"] == "treatment"
+                base = effects[how["reference"]] if treatment else np.mean(list(effects.values()))
+            for j, level in enumerate(self.categorical[covariate]):
+                level_value = effects[level] - base if isinstance(value, Mapping) else value[..., j]
+                out[f"{name}_{level}"] = level_value
+        return out
+
+    @property
     def hierarchical(self) -> tuple[str, ...]:
         """Priors with a hyperprior (the random effects, e.g. ``a``, ``u``), in spec order."""
         return tuple(
@@ -194,12 +208,17 @@ class ModelSpec:
                     labels[TERMS[level][t].coefficient] = TERMS[level][t].label
                 else:
                     unit = " x ".join(self._unit(part) for part in t.split(":"))
-                    labels[self.coefficient(level, t)] = f"{level} per {unit}"
+                    by = "by" if any(part in self.categorical for part in t.split(":")) else "per"
+                    labels[self.coefficient(level, t)] = f"{level} {by} {unit}"
         return labels
 
     def _unit(self, part: str) -> str:
         if part not in self.covariates:
             return part
+        if part in self.categorical:
+            how = self.covariates[part]
+            vs = how["reference"] if how["coding"] == "treatment" else "the mean over levels"
+            return f"{part} (vs {vs})"
         scale = self.covariates[part].get("scale")
         if scale == "sd":
             return f"SD of {part}"
@@ -221,7 +240,14 @@ class ModelSpec:
         """A new spec (new hash) with these levels' terms replaced (a list or a formula,
         ``spec.with_terms(improvement="... + age")``: ``...`` stands for the current terms)."""
         source = json.loads(json.dumps(self.source))
-        source["terms"] = _extend_terms(source.get("terms", {}), terms)
+        source["terms"] = extend_terms(source.get("terms", {}), terms)
+        return parse_spec(source, origin=self.name)
+
+    def with_covariates(self, **settings: Mapping[str, Any]) -> ModelSpec:
+        """A new spec (new hash) with these ``[covariates.NAME]`` tables replaced or added,
+        e.g. ``spec.with_covariates(site={"levels": ["A", "B"], "coding": "sum"})``."""
+        source = json.loads(json.dumps(self.source))
+        source["covariates"] = {**source.get("covariates", {}), **settings}
         return parse_spec(source, origin=self.name)
 
     def parameters(self) -> set[str]:
@@ -230,11 +256,11 @@ class ModelSpec:
         for level in self.levels:
             names.update(LEVEL_PARAMETERS[level], LEVEL_OUTPUTS.get(level, ()))
             names.update(self.coefficient(level, t) for t in self.terms.get(level, ()))
-        return names
+        return names | set(self.level_values({c: {} for c in self.categorical_coefficients}))
 
     def estimand_values(self, params: Mapping[str, Any]) -> dict[str, Any]:
         """Evaluate every estimand on ``params`` (floats, arrays or xarray objects)."""
-        scope: dict[str, Any] = {**self.constants, **params}
+        scope: dict[str, Any] = {**self.constants, **params, **self.level_values(params)}
         for name, expr in self.derived.items():
             scope[name] = evaluate(expr, scope)
         out = {}
@@ -292,7 +318,7 @@ def _compiled(expr: str) -> CodeType:
 
 
 # --- parsing ---------------------------------------------------------------------------
-def _prior(key: str, table: Any, errors: list[str]) -> Prior | None:
+def _prior(key: str, table: Any, errors: list[str], dims_allowed=DIMS) -> Prior | None:
     if not isinstance(table, dict) or "distribution" not in table:
         errors.append(f"priors.{key}: expected a table with a 'distribution' key")
         return None
@@ -301,13 +327,16 @@ def _prior(key: str, table: Any, errors: list[str]) -> Prior | None:
         if name in PRIOR_META:
             continue
         if isinstance(value, dict):
-            value = _prior(f"{key}.{name}", value, errors)
+            value = _prior(f"{key}.{name}", value, errors, dims_allowed)
         params[name] = value
     dims = table.get("dims")
     if dims is not None and (
-        not isinstance(dims, list) or not all(isinstance(d, str) and d in DIMS for d in dims)
+        not isinstance(dims, list)
+        or not all(isinstance(d, str) and d in dims_allowed for d in dims)
     ):
-        errors.append(f"priors.{key}.dims: expected a list of dim names from {DIMS}, got {dims!r}")
+        errors.append(
+            f"priors.{key}.dims: expected a list of dim names from {dims_allowed}, got {dims!r}"
+        )
         return None
     try:
         return Prior(
@@ -322,144 +351,24 @@ def _prior(key: str, table: Any, errors: list[str]) -> Prior | None:
         return None
 
 
-#: The parts of a registered term each level can use (the others are covariates).
-LEVEL_FACTORS: dict[str, tuple[str, ...]] = {
-    level: tuple(dict.fromkeys(part for t in terms for part in t.split(":")))
-    for level, terms in TERMS.items()
-}
-REGISTERED_COEFFICIENTS = {t.coefficient for terms in TERMS.values() for t in terms.values()}
-_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-
-
-def term_coefficient(level: str, term: str) -> str:
-    """The coefficient of ``term`` at ``level``: the registry's, else ``<prefix>_<parts>``."""
-    if term in TERMS[level]:
-        return TERMS[level][term].coefficient
-    return f"{PREFIXES[level]}_{'_x_'.join(term.split(':'))}"
-
-
-def coefficient_term(name: str) -> tuple[str, str] | None:
-    """The (level, term) of a covariate term's coefficient name (the inverse of
-    :func:`term_coefficient` for unregistered terms), or None if ``name`` is not one."""
-    for level, prefix in PREFIXES.items():
-        if name.startswith(f"{prefix}_") and name not in REGISTERED_COEFFICIENTS:
-            return level, ":".join(name.removeprefix(f"{prefix}_").split("_x_"))
-    return None
-
-
-def _formula_terms(formula: str, where: str, errors: list[str]) -> list[str]:
-    """Term names of a formula string (formulaic), without the intercept (always there)."""
-    from formulaic import Formula
-
-    try:
-        parsed = list(Formula(formula))
-    except Exception as exc:  # formulaic raises several types for a bad formula
-        errors.append(f"{where}: cannot parse the formula {formula!r}: {exc}")
-        return []
-    names = [":".join(str(f) for f in t.factors) for t in parsed]
-    if "1" not in names:
-        errors.append(f"{where}: the intercept cannot be removed (drop '- 1' / '0 +')")
-    return [n for n in names if n != "1"]
-
-
-def _extend_terms(parent: Mapping[str, Any], child: Mapping[str, Any]) -> dict[str, Any]:
-    """``child``'s term lists over ``parent``'s, level by level; ``...`` in a child's list
-    or formula stands for the parent's terms of that level (``"... + age"``)."""
-    out = dict(parent)
-    for level, value in child.items():
-        before = out.get(level, [])
-        if isinstance(value, str) and value.strip().startswith("..."):
-            rest = value.strip().removeprefix("...").strip().removeprefix("+").strip()
-            before = before if isinstance(before, list) else [before]
-            value = [*before, rest] if rest else before
-        elif isinstance(value, list) and "..." in value:
-            k = value.index("...")
-            value = [*value[:k], *(before if isinstance(before, list) else [before]),
-                     *value[k + 1 :]]  # fmt: skip
-        out[level] = value
-    return out
-
-
 def _extend(parent: dict, child: dict) -> dict:
     """The spec ``child`` (which says ``extends``) resolved over ``parent``: its tables
-    (:data:`MERGED_TABLES`) add to or replace the parent's key by key, other keys replace
-    the parent's; the parent's name and description are not inherited."""
+    (:data:`MERGED_TABLES`) add to or replace the parent's key by key (``[priors.default]``
+    level by level), other keys replace the parent's; the parent's name and description are
+    not inherited."""
     out = {k: v for k, v in parent.items() if k not in ("name", "description")}
     for key, value in child.items():
         if key == "extends":
             continue
         if key == "terms" and isinstance(value, dict):
-            out[key] = _extend_terms(out.get(key, {}), value)
+            out[key] = extend_terms(out.get(key, {}), value)
         elif key in MERGED_TABLES and isinstance(value, dict):
-            out[key] = {**out.get(key, {}), **value}
+            merged = {**out.get(key, {}), **value}
+            if key == "priors" and isinstance(value.get("default"), dict):  # level by level
+                merged["default"] = {**out.get(key, {}).get("default", {}), **value["default"]}
+            out[key] = merged
         else:
             out[key] = value
-    return out
-
-
-def _parse_terms(level: str, value: Any, errors: list[str]) -> tuple[tuple[str, ...], set[str]]:
-    """A level's terms (a list, or a formula string whose pieces may be formulas too),
-    registered names made canonical; and the covariates (data columns) they use."""
-    where = f"terms.{level}"
-    pieces = [value] if isinstance(value, str) else list(value)
-    names: list[str] = []
-    for piece in pieces:
-        if not isinstance(piece, str):
-            errors.append(f"{where}: expected term names or a formula, got {piece!r}")
-        elif any(c in piece for c in "+*()") or piece.strip() != piece:
-            names += _formula_terms(piece, where, errors)
-        else:
-            names.append(piece)
-    registered = {frozenset(t.split(":")): t for t in TERMS[level]}
-    terms, covariates = [], set()
-    for name in names:
-        parts = name.split(":")
-        canonical = registered.get(frozenset(parts))
-        others = [p for p in parts if p not in LEVEL_FACTORS[level]]
-        if canonical is None and not others:
-            known = ", ".join(TERMS[level])
-            errors.append(f"{where}: unknown term {name!r} (registered: {known})")
-            continue
-        bad = [p for p in others if not _IDENTIFIER.fullmatch(p) or "_x_" in p or p in FACTORS]
-        if bad:
-            errors.append(
-                f"{where}: {bad} in {name!r} are not covariate names (a column name: letters, "
-                f"digits and _, no '_x_'; {', '.join(FACTORS)} are terms of their own levels)"
-            )
-            continue
-        term = canonical or name
-        if term in terms:
-            errors.append(f"{where}: term {term!r} is listed twice")
-        terms.append(term)
-        covariates.update(others)
-    return tuple(terms), covariates
-
-
-def _parse_covariates(
-    tables: Mapping[str, Any], used: set[str], errors: list[str]
-) -> dict[str, dict]:
-    """Each used covariate's ``[covariates.NAME]`` settings (``{}`` when absent)."""
-    out = {name: {} for name in sorted(used)}
-    for name, table in tables.items():
-        where = f"covariates.{name}"
-        if name not in used:
-            errors.append(f"{where}: not used by any term")
-            continue
-        if not isinstance(table, dict):
-            errors.append(f"{where}: expected a table")
-            continue
-        errors += [f"{where}.{k}: unknown key (allowed: center, scale)"
-                   for k in table if k not in COVARIATE_KEYS]  # fmt: skip
-        center, scale = table.get("center"), table.get("scale")
-        if center is not None and center != "mean" and not isinstance(center, int | float):
-            errors.append(f'{where}.center: expected "mean" or a number, got {center!r}')
-        if (
-            scale is not None
-            and scale != "sd"
-            and not (isinstance(scale, int | float) and scale > 0)
-        ):
-            errors.append(f'{where}.scale: expected "sd" or a positive number, got {scale!r}')
-        out[name] = {k: v for k, v in table.items() if k in COVARIATE_KEYS}
     return out
 
 
@@ -545,9 +454,18 @@ def parse_spec(source: dict, origin: str = "<dict>") -> ModelSpec:
         if level not in TERMS or level not in levels:
             errors.append(f"terms.{level}: not a level of this model with terms")
             continue
-        terms[level], covariates = _parse_terms(level, value, errors)
+        terms[level], covariates = parse_terms(level, value, errors, reserved=DIMS)
         used |= covariates
-    covariates = _parse_covariates(source.get("covariates", {}), used, errors)
+    covariates = parse_covariates(source.get("covariates", {}), used, errors)
+    categorical = {name for name, how in covariates.items() if "levels" in how}
+    dims_allowed = (*DIMS, *sorted(categorical))
+    coefficient_dims = {}  # a categorical term's coefficient has the dim of its levels
+    for level, ts in terms.items():
+        for t in ts:
+            if cats := [p for p in t.split(":") if p in categorical]:
+                coefficient_dims[term_coefficient(level, t)] = tuple(cats)
+            if len(cats) > 1:
+                errors.append(f"terms.{level}: {t!r} has more than one categorical covariate")
     priors, defaults = {}, {}
     for key, table in source.get("priors", {}).items():
         if key == "default":  # [priors.default.LEVEL]: coefficients without a table of their own
@@ -557,7 +475,7 @@ def parse_spec(source: dict, origin: str = "<dict>") -> ModelSpec:
                 elif (prior := _prior(f"default.{level}", t, errors)) is not None:
                     defaults[level] = prior
             continue
-        prior = _prior(key, table, errors)
+        prior = _prior(key, table, errors, dims_allowed)
         if prior is not None:
             priors[key] = prior
     defaulted = []
@@ -567,6 +485,13 @@ def parse_spec(source: dict, origin: str = "<dict>") -> ModelSpec:
             if name not in source.get("priors", {}) and level in defaults:
                 priors[name] = defaults[level]
                 defaulted.append(name)
+    for name, dims in coefficient_dims.items():
+        if name in priors and priors[name].dims != dims:
+            if priors[name].dims is not None:
+                errors.append(f"priors.{name}.dims: expected {list(dims)} (its levels), or none")
+                continue
+            priors[name] = priors[name].deepcopy()
+            priors[name].dims = dims
     cut = priors.get("cutpoints")
     if cut is not None and (cut.distribution != "Normal" or set(cut.parameters) != {"mu", "sigma"}):
         errors.append(
@@ -614,6 +539,9 @@ def parse_spec(source: dict, origin: str = "<dict>") -> ModelSpec:
         constants[key] = float(value) if isinstance(value, int | float) else value
     outputs = {o for lv in levels for o in LEVEL_OUTPUTS.get(lv, ())}
     known = needed | outputs | set(constants) | stage1_params
+    known |= {f"{name}_{level}" for name, dims in coefficient_dims.items()  # gamma_site_B
+              for level in covariates[dims[0]].get("levels", ())
+              if level != covariates[dims[0]]["reference"]}  # fmt: skip
     derived = {}
     for key, expr in source.get("derived", {}).items():
         errors += _check_expr(f"derived.{key}", expr, known)

@@ -136,6 +136,34 @@ def estimands(
     return table
 
 
+def covariate_effects(idata: xr.DataTree, *, ci_prob: float | None = None) -> pd.DataFrame:
+    """Summarise the coefficients of the spec's covariate terms as :func:`estimands` does:
+    one row per coefficient (``gamma_age``, per unit of the covariate as its label says) or
+    per coded level of a categorical one (``gamma_site_B``: level B against the reference,
+    or against the mean over levels under sum coding).
+
+    Raises
+    ------
+    ValueError
+        The model has no covariate terms.
+    """
+    spec = result_spec(idata)
+    post = idata.posterior.to_dataset()
+    names = [name for name in spec.covariate_coefficients if name in post]
+    if not names:
+        raise ValueError(f"the {spec.name!r} model has no covariate terms")
+    by_level = spec.level_values({name: post[name] for name in names})
+    ds = post[[name for name in names if name not in spec.categorical_coefficients]]
+    for name, covariate in spec.categorical_coefficients.items():
+        attrs = post[name].attrs
+        for level in spec.categorical[covariate]:
+            label = f"{attrs.get('label', name)}: {level}"
+            ds[f"{name}_{level}"] = by_level[f"{name}_{level}"].assign_attrs(attrs, label=label)
+    tree = xr.DataTree.from_dict({"posterior": ds})
+    tree.attrs = dict(idata.attrs)
+    return estimands(tree, ci_prob=ci_prob, var_names=list(ds.data_vars))
+
+
 def _p_col(threshold: float) -> str:
     """Column name of P(estimand > threshold): ``P(>0)``, ``P(>-3)``, ``P(>0.5)``."""
     return f"P(>{threshold:g})"

@@ -11,7 +11,7 @@ import pytest
 from pytensor.graph.traversal import ancestors
 
 import kbayes as kb
-from kbayes.build import build_model, model_inputs
+from kbayes.build import build_model, coded_covariate, model_inputs
 from kbayes.spec import load_spec as _load
 from kbayes.spec import parse_spec
 
@@ -173,7 +173,7 @@ def test_a_new_term_is_one_registry_entry(example, monkeypatch):
     the spec, gets its coefficient in the model and enters the mean as c p; the population
     mean the plots draw includes it."""
     from kbayes.build import population_mean
-    from kbayes.spec import TERMS, Term
+    from kbayes.terms import TERMS, Term
 
     monkeypatch.setitem(TERMS["glutamate"], "condition:period", Term("beta_NP", "NP"))
     src = _load("glutamate").to_toml_dict()
@@ -378,8 +378,69 @@ def test_a_missing_covariate_column_or_value_is_a_data_error(example):
         build(spec, example)
     age = np.full(len(example.participants), 40.0)
     age[[2, 5]] = np.nan
-    with pytest.raises(kb.DataError, match=r"table 'participants', column 'age'.*2 rows.*row 2"):
+    with pytest.raises(
+        kb.DataError, match=r"table 'participants', column 'age'.*2 of 26 rows.*row 2"
+    ):
         build(spec, _with_age(example, age))
     sites = np.where(np.arange(len(age)) % 2, "B", "A")
     with pytest.raises(kb.DataError, match=r"column 'age'.*holds text \('A', 'B'\)"):
         build(spec, _with_age(example, sites))
+
+
+SITES = {"levels": ["A", "B", "C"], "reference": "A"}
+
+
+def _with_site(example, site):
+    return example.replace(participants=example.participants.assign(site=site))
+
+
+def test_a_categorical_covariate_is_coded_as_declared():
+    values = np.array(["A", "B", "C", "B"])
+    treatment = coded_covariate(SITES | {"coding": "treatment"}, values)
+    np.testing.assert_array_equal(treatment, [[0, 0], [1, 0], [0, 1], [1, 0]])
+    total = coded_covariate(SITES | {"coding": "sum", "reference": "C"}, values)
+    np.testing.assert_array_equal(total, [[1, 0], [0, 1], [-1, -1], [0, 1]])  # columns A, B
+
+
+def test_a_treatment_coded_covariate_is_the_model_with_its_dummy_columns(example):
+    """The categorical ``site`` (dim over B, C) and two numeric 0/1 columns with the same
+    priors are the same model: equal log densities at matched points."""
+    site = np.resize(["A", "B", "C"], len(example.participants))
+    data = _with_site(example, site).replace(
+        participants=example.participants.assign(
+            site=site, site_B=(site == "B") * 1.0, site_C=(site == "C") * 1.0
+        )
+    )
+    base = _load("improvement")
+    cat = base.with_terms(improvement="... + site + site:condition").with_covariates(site=SITES)
+    dummy = base.with_terms(
+        improvement="... + site_B + site_C + site_B:condition + site_C:condition"
+    )
+    m_cat, m_dummy = build(cat, data), build(dummy, data)
+    assert m_cat.named_vars_to_dims["gamma_site"] == ("site",)
+    assert m_cat.named_vars_to_dims["cov_site"] == ("session", "site")
+    assert list(m_cat.coords["site"]) == ["B", "C"]
+    point = m_cat.initial_point()
+    rng = np.random.default_rng(1)
+    point = {k: v + rng.normal(0, 0.3, np.shape(v)) for k, v in point.items()}
+    matched = {k: v for k, v in point.items() if not k.startswith("gamma_site")}
+    for j, level in enumerate("BC"):
+        matched[f"gamma_site_{level}"] = point["gamma_site"][j]
+        matched[f"gamma_site_{level}_x_condition"] = point["gamma_site_x_condition"][j]
+    assert set(matched) == set(m_dummy.initial_point())
+    np.testing.assert_allclose(m_cat.compile_logp()(point), m_dummy.compile_logp()(matched))
+
+
+def test_categorical_levels_are_checked_against_the_spec(example):
+    spec = _load("joint").with_terms(improvement="... + site").with_covariates(site=SITES)
+    site = np.resize(["A", "B", "D"], len(example.participants)).astype(object)
+    with pytest.raises(
+        kb.DataError, match=r"column 'site'.* rows are not one of the levels.*row 2: 'D'"
+    ):
+        build(spec, _with_site(example, site))
+    site[[0, 1]] = ["A", None]
+    with pytest.raises(kb.DataError, match=r"1 of 26 rows are not.*row 1: nan"):
+        build(spec, _with_site(example, np.where(site == "D", "C", site)))
+    numeric = _load("joint").with_terms(improvement="... + site")
+    with pytest.raises(kb.DataError, match=r"holds text.*\[covariates\.site\] levels"):
+        build(numeric, _with_site(example, np.resize(["A", "B"], len(site))))

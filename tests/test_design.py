@@ -68,3 +68,14 @@ def test_truth_fields_are_the_model_parameter_names(example):
     spec = load_spec("joint")
     names = set(build_model(spec, model_inputs(spec, example), integrated=False).named_vars)
     assert set(TRUTH.params) - {"uv_rho"} <= names
+
+
+def test_categorical_design_covariates_and_effects_are_validated():
+    design = Design(covariates={"site": {"A": 0.25, "B": 0.75}})
+    assert design.covariates["site"] == {"A": 0.25, "B": 0.75}
+    for bad in ({"A": 0.5, "B": 0.6}, {"A": 1.0}, {"A": -0.5, "B": 1.5}):
+        with pytest.raises(ValueError, match=r"covariates\['site'\]"):
+            Design(covariates={"site": bad})
+    assert Truth(effects={"gamma_site": {"B": 2}}).params["gamma_site"] == {"B": 2.0}
+    with pytest.raises(ValueError, match=r"effects\['gamma_site'\].*finite"):
+        Truth(effects={"gamma_site": {"B": np.inf}})

@@ -328,3 +328,27 @@ def test_power_for_a_spec_with_a_covariate():
     assert runs[-0.3]["power"].iloc[0] > 0.8
     assert runs[0.0]["power"].iloc[0] < 0.15  # expected 0.05, SE 0.022
     assert (runs[0.0]["usable_share"] >= 0.9).all()
+
+
+def test_power_for_a_spec_with_a_categorical_covariate():
+    """An estimand on one level of a categorical covariate (``gamma_site_B``): its true value
+    comes from Truth.effects in the spec's coding, power for a real site effect is high and
+    the rule rarely passes without one (NUTS and the Laplace screen)."""
+    spec = kb.spec.parse_spec(
+        {"extends": "improvement", "terms": {"improvement": "... + site"},
+         "covariates": {"site": {"levels": ["A", "B"]}},
+         "estimands": {"site_effect": {"expr": "gamma_site_B", "label": "Site B - A",
+                                       "unit": "points"}}},
+        "site_improvement",
+    )  # fmt: skip
+    design = kb.Design(covariates={"site": {"A": 0.5, "B": 0.5}})
+    rule = "P(site_effect > 0) > 0.95"
+    for engine in ("nutpie", "laplace"):
+        runs = {b: power(design, kb.Truth(effects={"gamma_site": {"B": b}}), rule, n=[26],
+                         replicates=r, model=spec, client="serial", progress=False, seed=4,
+                         engine=engine)
+                for b, r in ((6.0, 20), (0.0, 40))}  # fmt: skip
+        assert runs[6.0]["true_value"].iloc[0] == 6.0 and runs[0.0]["true_value"].iloc[0] == 0
+        assert runs[6.0]["power"].iloc[0] > 0.8, engine
+        assert runs[0.0]["power"].iloc[0] < 0.2, engine  # expected 0.05, SE 0.034
+        assert (runs[0.0]["usable_share"] >= 0.9).all()

@@ -284,13 +284,54 @@ def test_design_covariates_are_simulated_with_their_effects():
         Truth(effects={"gamma_N": 1.0})  # a field, not an effect
 
 
-def test_simulated_inputs_with_a_covariate_equal_those_of_the_tables():
-    spec = load_spec("joint").with_terms(improvement="... + age")  # its default prior
-    design = Design(n=12, covariates={"age": (40.0, 12.0)})
+def test_simulated_inputs_with_covariates_equal_those_of_the_tables():
+    spec = load_spec("joint").with_terms(improvement="... + age + site")  # default priors
+    spec = spec.with_covariates(site={"levels": ["A", "B", "C"], "coding": "sum"})
+    design = Design(n=12, covariates={"age": (40.0, 12.0), "site": {"A": 0.2, "B": 0.4, "C": 0.4}})
     seed = np.random.SeedSequence(8)
-    fast = simulate_inputs(spec, design, Truth(effects={"gamma_age": 0.1}), seed)
-    tables = simulate_tables(design, Truth(effects={"gamma_age": 0.1}), seed, spec.profile)
+    truth = Truth(effects={"gamma_age": 0.1, "gamma_site": {"C": 1.0}})
+    fast = simulate_inputs(spec, design, truth, seed)
+    tables = simulate_tables(design, truth, seed, spec.profile)
     slow = model_inputs(spec, TrialData(*tables, config=design.config))
+    assert fast.coords == slow.coords and fast.data["cov_site"].shape == (
+        len(fast.coords["session"]),
+        2,
+    )
     assert set(fast.data) == set(slow.data) and "cov_age" in fast.data
     for name in fast.data:
         np.testing.assert_allclose(fast.data[name], slow.data[name], err_msg=name)
+
+
+def test_a_categorical_design_covariate_is_simulated_with_its_level_effects():
+    """Levels drawn with the design's probabilities; Truth.effects {level: effect} move the
+    latent improvement by the participant's level's effect (levels not named: 0), times
+    the pretreatment indicator for an interaction."""
+    probs = {"A": 0.5, "B": 0.3, "C": 0.2}
+    design = Design(n=2000, dropout=0, covariates={"site": probs})
+    plain = kb.simulate(dataclasses.replace(design, covariates={}), Truth(), seed=5)
+    effects = {"gamma_site": {"B": 2.0, "C": -1.0}, "gamma_site_x_condition": {"C": 4.0}}
+    cov = kb.simulate(design, Truth(effects=effects), seed=5)
+    site = cov.participants.set_index("participant")["site"]
+    share = site.value_counts(normalize=True)
+    assert all(abs(share[k] - q) < 0.03 for k, q in probs.items())
+    latent = cov.truth.latent
+    level = site[latent["participant"]].to_numpy()
+    active = (cov.sessions["condition"] == design.config.active).to_numpy()
+    expected = np.select([level == "B", level == "C"], [2.0, -1.0 + 4.0 * active], 0.0)
+    shift = latent["improvement"] - plain.truth.latent["improvement"]
+    np.testing.assert_allclose(shift, expected, atol=1e-9)
+    pd.testing.assert_frame_equal(plain.mrs, cov.mrs)
+
+
+@pytest.mark.parametrize(
+    ("effects", "message"),
+    [
+        ({"gamma_site": 1.0}, r"expected \{level: effect\} for the term 'site'"),
+        ({"gamma_site": {"D": 1.0}}, r"levels \['D'\] are not levels of Design"),
+        ({"gamma_age": {"A": 1.0}}, r"expected a number for the term 'age'"),
+    ],
+)
+def test_categorical_effects_must_match_the_design(effects, message):
+    design = Design(n=12, covariates={"site": {"A": 0.5, "B": 0.5}, "age": (40.0, 10.0)})
+    with pytest.raises(ValueError, match=message):
+        kb.simulate(design, Truth(effects=effects), seed=1)

@@ -449,3 +449,79 @@ def test_bad_covariate_settings_are_spec_errors(change, message):
     source = copy.deepcopy(AGE_SPEC) | change
     with pytest.raises(kb.SpecError, match=message):
         parse_spec(source)
+
+
+def test_extends_merges_the_default_priors_level_by_level():
+    child = {"extends": "joint", "terms": {"glutamate": "... + age"},
+             "priors": {"default": {"glutamate": {"distribution": "Normal", "mu": 0,
+                                                  "sigma": 0.01}}}}  # fmt: skip
+    spec = parse_spec(child, origin="age.toml")
+    joint = builtin_source("joint")["priors"]["default"]
+    assert spec.source["priors"]["default"]["improvement"] == joint["improvement"]
+    assert spec.priors["beta_age"].parameters["sigma"] == 0.01
+    adjusted = spec.with_terms(improvement="... + age")  # still has the parent's default
+    assert adjusted.priors["gamma_age"].parameters["sigma"] == joint["improvement"]["sigma"]
+
+
+SITE = {"levels": ["A", "B", "C"]}
+
+
+def test_a_categorical_covariate_gets_a_coefficient_with_a_dim_over_its_levels():
+    joint = kb.load_spec("joint")
+    spec = joint.with_terms(improvement="... + site + site:condition").with_covariates(
+        site=SITE | {"reference": "B"}
+    )
+    assert spec.categorical == {"site": ("A", "C")}
+    assert spec.covariates["site"] == SITE | {"reference": "B", "coding": "treatment"}
+    assert spec.priors["gamma_site"].dims == ("site",)  # the level default, over the levels
+    assert spec.priors["gamma_site_x_condition"].dims == ("site",)
+    assert spec.categorical_coefficients == {"gamma_site": "site", "gamma_site_x_condition": "site"}
+    assert spec.term_labels()["gamma_site"] == "improvement by site (vs B)"
+    assert {"gamma_site_A", "gamma_site_C"} <= spec.parameters()  # for estimands
+
+
+def test_level_values_express_a_truth_in_the_specs_coding():
+    """A Truth's {level: effect} (levels not named: 0) as the spec's coefficients: against
+    the reference (treatment) or the mean over levels (sum); draws by their last axis."""
+    base = kb.load_spec("joint").with_terms(improvement="... + site")
+    effects = {"gamma_site": {"B": 3.0, "C": -1.5}}
+    treatment = base.with_covariates(site=SITE | {"reference": "B"})
+    assert treatment.level_values(effects) == {"gamma_site_A": -3.0, "gamma_site_C": -4.5}
+    total = base.with_covariates(site=SITE | {"coding": "sum"})
+    assert total.level_values(effects) == pytest.approx({"gamma_site_B": 2.5, "gamma_site_C": -2.0})
+    draws = np.arange(12.0).reshape(3, 2, 2)
+    np.testing.assert_array_equal(total.level_values({"gamma_site": draws})["gamma_site_C"],
+                                  draws[..., 1])  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"levels": ["A"]}, r"covariates\.site\.levels: expected two or more"),
+        ({"levels": ["A", "A"]}, r"covariates\.site\.levels: expected two or more distinct"),
+        (SITE | {"reference": "D"}, r"covariates\.site\.reference: 'D' is not one of"),
+        (SITE | {"coding": "helmert"}, r"covariates\.site\.coding: 'helmert' is not one of"),
+        (SITE | {"center": "mean"}, r"covariates\.site\.center: unknown key for a categorical"),
+    ],
+)
+def test_bad_categorical_settings_are_spec_errors(settings, message):
+    spec = kb.load_spec("joint").with_terms(improvement="... + site")
+    with pytest.raises(kb.SpecError, match=message):
+        spec.with_covariates(site=settings)
+
+
+def test_categorical_terms_that_cannot_be_built_are_spec_errors():
+    source = builtin_source("joint")
+    source["terms"]["improvement"] += ["site:arm", "session"]
+    source["covariates"] = {"site": SITE, "arm": {"levels": ["x", "y"]}}
+    with pytest.raises(kb.SpecError) as err:
+        parse_spec(source)
+    assert "'site:arm' has more than one categorical covariate" in str(err.value)
+    assert "['session'] in 'session' are names of model dims" in str(err.value)
+    source = builtin_source("joint")
+    source["terms"]["improvement"].append("site")
+    source["covariates"] = {"site": SITE}
+    source["priors"]["gamma_site"] = {"distribution": "Normal", "mu": 0, "sigma": 1,
+                                      "dims": ["participant"]}  # fmt: skip
+    with pytest.raises(kb.SpecError, match=r"priors\.gamma_site\.dims: expected \['site'\]"):
+        parse_spec(source)
