@@ -35,7 +35,7 @@ from pymc_extras.prior import Prior
 
 from kbayes.config import TrialConfig
 from kbayes.data import TrialData, infusion_profile, session_change
-from kbayes.errors import DataError
+from kbayes.errors import DataError, SpecError
 from kbayes.marginal import (
     LatentLayout,
     Quadratic,
@@ -129,6 +129,7 @@ def coded_arrays(
     ``covariates`` holds, per covariate of the spec, its values per session and over the
     rows of its own table (:func:`covariate_values`). The coding of every covariate lives
     here: validated tables and power's simulated arrays both come through it."""
+    check_units(spec, config)
     labels = [f"{ids[i]}/{q}" for i, q in zip(session_participant, period, strict=True)]
     coords: dict[str, list] = {"participant": list(ids), "session": labels}
     p = np.asarray(period, float)
@@ -166,6 +167,22 @@ def coded_arrays(
                 )
             arrays["dglx_obs"] = obs
     return coords, arrays
+
+
+def check_units(spec: ModelSpec, config: TrialConfig) -> None:
+    """Refuse a trial whose metabolite or rating scale is not the one the spec's numbers
+    (constants, priors, ROPEs) are in (its ``[units]``): they would be silently wrong."""
+    wrong = {k: v for k, v in spec.units.items() if getattr(config, k) != v}
+    if wrong:
+        given = ", ".join(f"{k} {getattr(config, k)!r}" for k in wrong)
+        meant = ", ".join(f"{k} = {v!r}" for k, v in wrong.items())
+        numbers = ", ".join(f"{k} = {v:g}" for k, v in spec.constants.items())
+        raise SpecError(
+            f"spec {spec.name!r} has its constants ({numbers}), priors and ROPEs in the units "
+            f"of [units] {meant}, but this trial's TrialConfig says {given}. Write a spec with "
+            f'extends = "{spec.name}" whose [units] names yours and whose constants, priors '
+            "and ROPEs are on your scale (models/README.md)"
+        )
 
 
 def covariate_values(spec: ModelSpec, data: TrialData) -> dict[str, tuple[np.ndarray, np.ndarray]]:

@@ -177,6 +177,11 @@ def _spec_section(idata: xr.DataTree) -> _Section:
     s.parts.append(("p", f"Spec {name!r}, hash {digest}."))
     if source.get("description"):
         s.parts.append(("p", source["description"]))
+    if constants := source.get("constants"):
+        units = ", ".join(f"{k} {v}" for k, v in source.get("units", {}).items())
+        rows = [{"constant": k, "value": v} for k, v in constants.items()]
+        s.parts += [("p", f"Constants (in the units of {units or 'the data'}):"),
+                    ("table", pd.DataFrame(rows))]  # fmt: skip
     if name in builtin_specs() and load_spec(name).hash == digest:
         text = (MODELS_DIR / f"{name}.toml").read_text()
         s.parts.append(("details", f"Spec file {name}.toml (built-in, same hash)", "toml", text))

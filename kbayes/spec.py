@@ -40,7 +40,7 @@ MODELS_DIR = files("kbayes") / "models"
 
 
 #: Spec tables an ``extends`` spec merges into its parent's, key by key.
-MERGED_TABLES = ("constants", "terms", "priors", "derived", "estimands", "covariates")
+MERGED_TABLES = ("constants", "units", "terms", "priors", "derived", "estimands", "covariates")
 
 #: Parameters each level needs besides its term coefficients.
 LEVEL_PARAMETERS: dict[str, tuple[str, ...]] = {
@@ -77,6 +77,7 @@ TOP_KEYS = {
     "integrate": list,
     "ci_prob": float,
     "constants": dict,
+    "units": dict,
     "terms": dict,
     "covariates": dict,
     "priors": dict,
@@ -84,6 +85,8 @@ TOP_KEYS = {
     "estimands": dict,
 }
 ESTIMAND_KEYS = {"expr", "label", "unit", "rope", "thresholds"}
+#: Keys of ``[units]``: the TrialConfig names whose units a spec's numbers are in.
+UNIT_KEYS = ("metabolite", "scale")
 PRIOR_META = {"distribution", "dims", "centered", "transform"}
 #: Dims a prior may use (the coords the model builder makes).
 DIMS = ("participant", "session", "mrs_obs", "item", "cutpoint", "item_obs", "uv")
@@ -131,6 +134,9 @@ class ModelSpec:
     covariates: dict[str, dict] = field(default_factory=dict)
     #: Coefficients whose prior is their level's ``[priors.default.LEVEL]``.
     defaulted: tuple[str, ...] = ()
+    #: The metabolite and rating scale (TrialConfig names) whose units the constants, priors
+    #: and ROPEs are in (``[units]``); a trial named otherwise is refused.
+    units: dict[str, str] = field(default_factory=dict)
 
     @property
     def categorical(self) -> dict[str, tuple[str, ...]]:
@@ -537,6 +543,12 @@ def parse_spec(source: dict, origin: str = "<dict>") -> ModelSpec:
         if not isinstance(value, int | float) or not math.isfinite(value):
             errors.append(f"constants.{key}: expected a finite number, got {value!r}")
         constants[key] = float(value) if isinstance(value, int | float) else value
+    units = source.get("units", {})
+    errors += [
+        f"units.{k}: expected one of {UNIT_KEYS} with a name, got {k} = {v!r}"
+        for k, v in units.items()
+        if k not in UNIT_KEYS or not isinstance(v, str)
+    ]
     outputs = {o for lv in levels for o in LEVEL_OUTPUTS.get(lv, ())}
     known = needed | outputs | set(constants) | stage1_params
     known |= {f"{name}_{level}" for name, dims in coefficient_dims.items()  # gamma_site_B
@@ -596,6 +608,7 @@ def parse_spec(source: dict, origin: str = "<dict>") -> ModelSpec:
         source=source,
         covariates=covariates,
         defaulted=tuple(defaulted),
+        units=dict(units),
     )
 
 

@@ -444,3 +444,21 @@ def test_categorical_levels_are_checked_against_the_spec(example):
     numeric = _load("joint").with_terms(improvement="... + site")
     with pytest.raises(kb.DataError, match=r"holds text.*\[covariates\.site\] levels"):
         build(numeric, _with_site(example, np.resize(["A", "B"], len(site))))
+
+
+def test_a_trial_on_another_scale_is_refused_until_a_spec_says_its_units(example):
+    """The built-in specs' constants, priors and ROPEs are in Glx/tNAA ratio units and MADRS
+    points ([units]): a HAM-D trial is refused (not fitted with MADRS numbers), and fitted by
+    a spec that extends one with its own units and constants."""
+    config = kb.TrialConfig(scale="HAM-D", score_max=52)
+    hamd = kb.TrialData(example.participants, example.sessions, example.mrs, config=config)
+    with pytest.raises(kb.SpecError, match=r"baseline_center = 30.*TrialConfig says scale 'HAM-D'"):
+        build("joint", hamd)
+    with pytest.raises(kb.SpecError, match="scale 'HAM-D'"):
+        kb.simulation.simulate_inputs(_load("joint"), kb.Design(config=config), kb.Truth(),
+                                      np.random.SeedSequence(1))  # fmt: skip
+    own = parse_spec({"extends": "joint", "units": {"scale": "HAM-D"},
+                      "constants": {"baseline_center": 22.0}})  # fmt: skip
+    assert own.units == {"metabolite": "Glx/tNAA", "scale": "HAM-D"}  # merged, key by key
+    baseline = hamd.session_table()["madrs_baseline"].to_numpy()
+    np.testing.assert_allclose(constant(build(own, hamd), "baseline_c"), baseline - 22.0)
