@@ -327,6 +327,13 @@ class TrialData:
             f"{complete} of {n_p} participants have a session in each of the {periods} periods; "
             f"{fewer} {'has' if fewer == 1 else 'have'} fewer.",
         ]
+        for name in self.participants.columns.difference(["participant", "sex"], sort=False):
+            column = self.participants[name]
+            if not pd.api.types.is_numeric_dtype(column):
+                counts = ", ".join(
+                    f"{k} ({v})" for k, v in column.value_counts().sort_index().items()
+                )
+                lines.append(f"participants' {name}: {counts}.")
         if len(self.exclusions):
             counts = self.exclusions.groupby(["action", "reason"]).size()
             lines.append(f"{len(self.exclusions)} exclusion/completeness notes:")
@@ -334,6 +341,30 @@ class TrialData:
         else:
             lines.append("No exclusions.")
         return "\n".join(lines)
+
+    def covariate_distribution(self, *names: str) -> dict[str, Any]:
+        """Participant covariates as :class:`~kbayes.Design` simulates them, from this trial:
+        a numeric column as (mean, SD), a text column as {level: share}; e.g.
+        ``kb.Design(covariates=data.covariate_distribution("age", "site"))``."""
+        out: dict[str, Any] = {}
+        covariates = list(self.participants.columns.difference(["participant", "sex"], sort=False))
+        for name in names:
+            if name not in covariates:
+                where = "a column of 'sessions'" if name in self.sessions else "not a column"
+                raise DataError(
+                    f"table 'participants': {name!r} is {where}; the simulator draws "
+                    f"participant covariates (here: {', '.join(covariates) or 'none'})"
+                )
+            column = self.participants[name]
+            if column.isna().any():
+                rows = list(np.flatnonzero(column.isna().to_numpy())[:5])
+                raise DataError(f"table 'participants', column {name!r}: missing in rows {rows}")
+            if pd.api.types.is_numeric_dtype(column):
+                out[name] = (float(column.mean()), float(column.std(ddof=1)))
+            else:
+                shares = column.astype(str).value_counts(normalize=True).sort_index()
+                out[name] = {str(k): float(v) for k, v in shares.items()}
+        return out
 
     def __repr__(self) -> str:
         return f"TrialData(\n  {self.summary().replace(chr(10), chr(10) + '  ')}\n)"

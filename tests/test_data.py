@@ -245,3 +245,16 @@ def test_replace_validates_again(data):
     assert (data.replace(sessions=sessions).sessions["madrs_day1"] == sessions["madrs_day1"]).all()
     with pytest.raises(DataError, match="column 'madrs_day1'"):
         data.replace(sessions=sessions.assign(madrs_day1=99))
+
+
+def test_covariate_distribution_describes_participant_columns_for_the_simulator(data):
+    site = np.resize(["B", "A", "A"], len(data.participants))
+    age = np.linspace(20.0, 60.0, len(data.participants))
+    with_cov = data.replace(participants=data.participants.assign(age=age, site=site))
+    got = with_cov.covariate_distribution("age", "site")
+    assert got["age"] == pytest.approx((age.mean(), age.std(ddof=1)))
+    assert got["site"] == pytest.approx({"A": (site == "A").mean(), "B": (site == "B").mean()})
+    n_a, n_b = (site == "A").sum(), (site == "B").sum()
+    assert f"participants' site: A ({n_a}), B ({n_b})." in with_cov.summary()
+    with pytest.raises(DataError, match=r"'period' is a column of 'sessions'.*here: age, site"):
+        with_cov.covariate_distribution("period")
