@@ -199,8 +199,11 @@ def _fit(spec, inputs, seed, settings):
     return dt.posterior.to_dataset(), model, int(dt.sample_stats["diverging"].sum())
 
 
-def _ranked(model, post, truth: dict, names: list[str] | None = None) -> tuple[dict, dict]:
-    """Posterior draws and true values of the ranked parameters of ``model``."""
+def _ranked(
+    model, post, truth: dict, names: list[str] | None = None, small: tuple[str, ...] = ()
+) -> tuple[dict, dict]:
+    """Posterior draws and true values of the ranked parameters of ``model``: the scalars
+    and each element of a vector over one of :data:`SMALL_DIMS` or ``small``."""
     draws, true = {}, {}
     for rv in model.free_RVs:
         if names is not None and rv.name not in names:
@@ -208,7 +211,7 @@ def _ranked(model, post, truth: dict, names: list[str] | None = None) -> tuple[d
         dims = model.named_vars_to_dims.get(rv.name) or ()
         if rv.ndim == 0:
             draws[rv.name], true[rv.name] = post[rv.name], float(truth[rv.name])
-        elif dims and all(d in SMALL_DIMS for d in dims) and len(dims) == 1:
+        elif len(dims) == 1 and dims[0] in (*SMALL_DIMS, *small):
             for k, label in enumerate(model.coords[dims[0]]):
                 name = f"{rv.name}[{label}]"
                 draws[name] = post[rv.name].isel({dims[0]: k}, drop=True)
@@ -244,7 +247,7 @@ def run_simulation(task: SimTask, setup: Setup) -> dict:
         divergences += div
         if stage1_post is not None:  # stage-1 draws of beta, paired by position (as kb.fit)
             post = xr.merge([post, stage1_post[list(extra_truth)]])
-        draws, true = _ranked(model, post, truth)
+        draws, true = _ranked(model, post, truth, small=tuple(spec.categorical))
         draws, true = extra_draws | draws, extra_truth | true
         est_draws = spec.estimand_values({v: post[v] for v in post.data_vars})
         est_true = spec.estimand_values(truth)
