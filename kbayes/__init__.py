@@ -25,7 +25,7 @@ from kbayes.published.convert import (
     from_result,
     from_t,
 )
-from kbayes.readers import parse_fsl_mrs, parse_lcmodel, read_fsl_mrs, read_lcmodel
+from kbayes.readers import parse_fsl_mrs, parse_lcmodel, read_fsl_mrs, read_lcmodel, read_osprey
 from kbayes.reanalysis import NormalPrior, plot_reanalysis, prior_set, reanalyse
 from kbayes.reporting import report
 from kbayes.results import load, save
@@ -97,6 +97,7 @@ __all__ = [
     "published",
     "read_fsl_mrs",
     "read_lcmodel",
+    "read_osprey",
     "read_replicates",
     "reanalyse",
     "report",

@@ -150,8 +150,17 @@ def coded_arrays(
     g = infusion_profile(time_min, spec.profile, config.infusion_min)
     if "mrs" in spec.levels:
         coords["mrs_obs"] = [f"{labels[k]}/{b}" for k, b in zip(mrs_session, block, strict=True)]
+        unreported = np.isnan(crlb)
+        if spec.measurement_error and unreported.any():
+            shown = [coords["mrs_obs"][k] for k in np.flatnonzero(unreported)[:5]]
+            raise DataError(
+                f"table 'mrs', column 'crlb': {unreported.sum()} blocks have no CRLB ({shown}), "
+                f"but spec {spec.name!r} uses each block's (measurement_error = true); give "
+                "read_osprey(..., crlb=...) the SD in percent, or fit a spec that extends it "
+                "with measurement_error = false"
+            )
         arrays |= {"mrs_session": mrs_session, "g": g, "glx_observed": glx_ratio,
-                   "glx_se": crlb / 100 * glx_ratio}  # fmt: skip
+                   "glx_se": np.where(unreported, 0.0, crlb) / 100 * glx_ratio}  # fmt: skip
     if "improvement" in spec.levels:
         arrays["improvement_observed"] = madrs_baseline - madrs_day1
         arrays["baseline_c"] = madrs_baseline - spec.constants["baseline_center"]

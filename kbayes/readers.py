@@ -1,9 +1,10 @@
-"""Readers for MRS quantification output (LCModel, FSL-MRS) -> kbayes's ``mrs`` table.
+"""Readers for MRS quantification output (LCModel, FSL-MRS, Osprey) -> kbayes's ``mrs`` table.
 
 :func:`parse_lcmodel` and :func:`parse_fsl_mrs` read one file into a tidy table, one row per
 metabolite or combination; :func:`read_lcmodel` and :func:`read_fsl_mrs` read many files,
 mapped to participant, period and block by a manifest or a filename pattern, into the
-``mrs`` table. Sections are found by their markers, numbers may be in E-notation, and a CRLB
+``mrs`` table; :func:`read_osprey` reads an Osprey table (one row per spectrum) with a
+manifest of its rows. Sections are found by their markers, numbers may be in E-notation, and a CRLB
 of 999 % ("not determined" in both programs) becomes NaN. Names are canonicalised (``key``):
 the parts of a combination are sorted (``PCh+GPC`` == ``GPC+PCh``) and the Osprey names
 ``Glx``, ``tNAA``, ``tCr``, ``tCho`` stand for ``Glu+Gln``, ``NAA+NAAG``, ``Cr+PCr``,
@@ -280,6 +281,144 @@ def parse_fsl_mrs(path: str | Path) -> pd.DataFrame:
         f"{str(path)!r} is not an FSL-MRS summary.csv or concentrations.csv: the first "
         f"header is {first!r}, expected 'Metab' or 'Metabs'"
     )
+
+
+# --- Osprey -------------------------------------------------------------------------------
+#: Units of an Osprey quantification table, from its file name (Osprey writes them nowhere else).
+OSPREY_UNITS = {"AlphaCorrWaterScaled": "i.u. (alpha-corrected water-scaled)",
+                "TissCorrWaterScaled": "i.u. (tissue-corrected water-scaled)",
+                "rawWaterScaled": "i.u. (water-scaled)", "tCr": "ratio to tCr"}  # fmt: skip
+
+
+def _osprey_unit(path: Path) -> str:
+    return next((u for k, u in OSPREY_UNITS.items() if k in path.name), "unknown")
+
+
+def _osprey_rows(path: Path) -> tuple[list[str], list[tuple[list[float], str]]]:
+    """Header and numeric rows (with 'line N of FILE') of an Osprey CSV or TSV table."""
+    lines = _lines(path)
+    delimiter = "\t" if path.suffix.lower() in (".tsv", ".txt") else ","
+    rows = list(csv.reader(lines, delimiter=delimiter))
+    if not rows or not any(h.strip() for h in rows[0]):
+        raise DataError(f"{str(path)!r}: empty; expected a header of metabolite names")
+    head = [h.strip() for h in rows[0]]
+    out = []
+    for fields, where in _rows(path, rows, 2, len(head)):
+        out.append(
+            (
+                [_float(v, f"column {h!r} on {where}") for h, v in zip(head, fields, strict=True)],
+                where,
+            )
+        )
+    return head, out
+
+
+def read_osprey(
+    table: str | Path,
+    manifest: pd.DataFrame | str | Path,
+    *,
+    crlb: float | str | Iterable[float] | None = None,
+    numerator: str = "Glx",
+    denominator: str = "tNAA",
+    qm: str | Path | None = None,
+    undetermined: Literal["raise", "flag"] = "raise",
+) -> pd.DataFrame:
+    """Read an Osprey quantification table (one row per spectrum, here one fMRS block, in
+    Osprey's job order) into the ``mrs`` table.
+
+    Parameters
+    ----------
+    table : str or Path
+        An Osprey ``QuantifyResults`` table (CSV or TSV, e.g. ``off_tCr.csv``,
+        ``A_tCr_Voxel_1_Basis_1.tsv``): a header of metabolite names, one row per spectrum,
+        no ID column. Its unit comes from its name (:data:`OSPREY_UNITS`).
+    manifest : DataFrame or path
+        One row per table row, in the same order: ``participant, period, block, time_min``.
+    crlb : number, str, iterable or None
+        Osprey tables carry no CRLB. The ratio's SD as a percent of it per block: one number
+        for every block, a column of ``manifest``, or one value per row. ``None`` leaves
+        ``crlb`` empty ("not reported"): such data fit only a spec with
+        ``measurement_error = false`` (its ``sigma_mrs`` absorbs all block-level noise); a
+        spec that uses the CRLB refuses them.
+    numerator, denominator : str, default "Glx", "tNAA"
+        Columns of the ratio (Osprey names; ``Glu+Gln`` and ``NAA+NAAG`` match them too). A
+        ``tCr`` denominator of a tCr-ratio table without a tCr column is 1.
+    qm : str or Path, optional
+        Osprey's ``QM_processed_spectra`` table (same order): adds ``snr`` (NAA SNR) and
+        ``fwhm_hz`` (NAA FWHM, Hz).
+    undetermined : {"raise", "flag"}, default "raise"
+        A ratio metabolite at 0 (not fitted): raise a DataError naming file and line, or keep
+        the row with ``undetermined=True`` and NaN ``glx_ratio``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per table row, sorted: ``participant, period, block, time_min, glx_ratio,
+        crlb`` and, for provenance, ``file``, ``line``, ``glx``, ``tnaa`` (the two columns),
+        ``unit`` (and ``snr``, ``fwhm_hz`` with ``qm``).
+
+    Raises
+    ------
+    kbayes.DataError
+        Naming the file, line and field of an unreadable value, a missing column, a manifest
+        of another length, or an undetermined ratio.
+    """
+    path = Path(table)
+    head, rows = _osprey_rows(path)
+    unit = _osprey_unit(path)
+    if isinstance(manifest, pd.DataFrame):
+        blocks = manifest.reset_index(drop=True)
+    else:
+        blocks = pd.read_csv(manifest, sep="\t" if str(manifest).endswith(".tsv") else ",",
+                             dtype={"participant": str})  # fmt: skip
+    if missing := [c for c in MANIFEST_COLUMNS[1:] if c not in blocks]:
+        raise DataError(f"manifest: missing column(s) {missing}; expected {MANIFEST_COLUMNS[1:]}")
+    if len(blocks) != len(rows):
+        raise DataError(
+            f"{str(path)!r} has {len(rows)} spectra (rows) but the manifest {len(blocks)} "
+            "blocks; Osprey tables have no ID column, so the manifest lists every row in order"
+        )
+    keys = {_canonical(h): k for k, h in enumerate(head)}
+
+    def column(name: str) -> np.ndarray:
+        if (k := keys.get(_canonical(name))) is not None:
+            return np.array([values[k] for values, _ in rows])
+        if _canonical(name) == "Cr+PCr" and unit == "ratio to tCr":
+            return np.ones(len(rows))
+        raise DataError(f"{str(path)!r}: no column {name!r} (columns: {', '.join(head)})")
+
+    num, den = column(numerator), column(denominator)
+    bad = (num <= 0) | (den <= 0)
+    if bad.any() and undetermined == "raise":
+        where = ", ".join(rows[k][1] for k in np.flatnonzero(bad)[:5])
+        raise DataError(
+            f"{numerator}/{denominator} is undetermined (a concentration <= 0, not fitted) on "
+            f"{where}; drop those blocks or pass undetermined='flag'"
+        )
+    if isinstance(crlb, str):
+        crlb = blocks[crlb].to_numpy(float)
+    out = blocks[MANIFEST_COLUMNS[1:]].assign(
+        participant=blocks["participant"].astype(str),
+        glx_ratio=np.where(bad, np.nan, num / np.where(bad, 1.0, den)),
+        crlb=np.nan if crlb is None else np.broadcast_to(np.asarray(crlb, float), len(rows)),
+        file=str(path), line=[int(where.split()[1]) for _, where in rows],
+        glx=num, tnaa=den, unit=unit,
+    )  # fmt: skip
+    if undetermined == "flag":
+        out["undetermined"] = bad
+    if qm is not None:
+        qm_head, qm_rows = _osprey_rows(Path(qm))
+        if len(qm_rows) != len(rows) or not {"NAA_SNR", "NAA_FWHM"} <= set(qm_head):
+            raise DataError(
+                f"QM table {str(qm)!r}: expected NAA_SNR and NAA_FWHM for each of the "
+                f"{len(rows)} spectra; found {len(qm_rows)} rows of {qm_head}"
+            )
+        values = np.array([v for v, _ in qm_rows])
+        out["snr"] = values[:, qm_head.index("NAA_SNR")]
+        out["fwhm_hz"] = values[:, qm_head.index("NAA_FWHM")]
+    out = out.sort_values(["participant", "period", "block"], ignore_index=True)
+    out.attrs.update(numerator=numerator, denominator=denominator, unit=unit)
+    return out
 
 
 # --- many files -> the mrs table -------------------------------------------------------------

@@ -130,15 +130,20 @@ def _numeric(
     *,
     whole: bool = False,
     above: bool = False,
+    missing_ok: bool = False,
 ) -> pa.Column:
-    """Rule: finite numbers from ``lo`` (excluded if ``above``) to ``hi``, whole if asked."""
+    """Rule: finite numbers from ``lo`` (excluded if ``above``) to ``hi``, whole if asked;
+    empty cells too if ``missing_ok``."""
 
     def ok(s: pd.Series) -> pd.Series:
         x = _number(s)
         good = np.isfinite(x) & ((x > lo) if above else (x >= lo)) & (x <= hi)
-        return good & (x % 1 == 0) if whole else good
+        good = good & (x % 1 == 0) if whole else good
+        return good | s.isna() if missing_ok else good  # empty, not text that is no number
 
-    return _column(ok, expected)
+    column = _column(ok, expected)
+    column.nullable = missing_ok
+    return column
 
 
 def _schemas(
@@ -171,7 +176,9 @@ def _schemas(
         "block": _numeric("a whole number >= 0", 0, whole=True),
         "time_min": _numeric("a finite number of minutes"),
         "glx_ratio": _numeric("a finite number > 0", 0, above=True),
-        "crlb": _numeric("a number 0-999 (%)", 0, 999),
+        "crlb": _numeric(
+            "a number 0-999 (%), or empty where not reported", 0, 999, missing_ok=True
+        ),
     }
     return {
         "participants": pa.DataFrameSchema(
@@ -276,7 +283,7 @@ def _row_problems(t: dict[str, pd.DataFrame], config: TrialConfig) -> list[str]:
         *_unknown("sessions", s, "participants", p, ["participant"]),
         *_unknown("mrs", m, "sessions", s, ["participant", "period"]),
     ]
-    if len(m) and (m["crlb"] <= 1).all():
+    if m["crlb"].notna().any() and (m["crlb"].dropna() <= 1).all():
         problems += _problem("mrs", "crlb", (
             "CRLB in percent (0-999); every value is at most 1, which looks like fractions "
             "(0.05 for 5 %): convert with mrs['crlb'] = 100 * mrs['crlb']"))  # fmt: skip
@@ -314,6 +321,7 @@ def _exclusions(
     fewer = "fewer fMRS blocks than the most complete session"
     notes = [
         _notes("mrs", m[bad], "excluded", f"CRLB above {config.crlb_max:g}% cut-off"),
+        _notes("mrs", m[m["crlb"].isna()], "kept", "CRLB not reported"),
         _notes("sessions", s[s["participant"].map(n_sessions) == 1], "kept", "one period only"),
         _notes("sessions", s[n_all == 0], "kept", "no fMRS blocks"),
         _notes("sessions", s[(n_all > 0) & (n_all < n_all.max())], "kept", fewer),

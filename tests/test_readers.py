@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from kbayes.errors import DataError
-from kbayes.readers import parse_fsl_mrs, parse_lcmodel, read_fsl_mrs, read_lcmodel
+from kbayes.readers import parse_fsl_mrs, parse_lcmodel, read_fsl_mrs, read_lcmodel, read_osprey
 
 FIXTURES = Path(__file__).parent / "fixtures" / "mrs"
 EXAMPLE = FIXTURES / "osprey_sub-02_PRESS_35.table"
@@ -408,3 +408,73 @@ def test_mrs_table_is_accepted_by_trialdata(trial_files, tmp_path):
     data = TrialData(participants, sessions, mrs)
     assert len(data.mrs) == 12 and {"file", "snr", "crlb_glx"} <= set(data.mrs.columns)
     np.testing.assert_allclose(data.mrs["glx_ratio"], expected_ratios(data.mrs, trial_files))
+
+
+# --- Osprey --------------------------------------------------------------------------------
+OSPREY = FIXTURES / "off_tCr.csv"
+OSPREY_QM = FIXTURES / "QM_processed_spectra.csv"
+TWO_BLOCKS = pd.DataFrame({"participant": ["01", "01"], "period": [1, 1], "block": [1, 2],
+                           "time_min": [-10.0, 10.0]})  # fmt: skip
+
+
+def test_real_osprey_table_with_its_qc_table():
+    """The rows are the manifest's blocks in order; Glx/tNAA from the real numbers; no CRLB
+    unless given; the unit from the file name; SNR and FWHM from the QM table."""
+    mrs = read_osprey(OSPREY, TWO_BLOCKS, qm=OSPREY_QM)
+    np.testing.assert_allclose(mrs["glx_ratio"], [1.296700966 / 1.468326302,
+                                                  1.234420836 / 1.723356565])  # fmt: skip
+    assert mrs["crlb"].isna().all() and (mrs["unit"] == "ratio to tCr").all()
+    assert mrs["line"].tolist() == [2, 3] and mrs.attrs["denominator"] == "tNAA"
+    np.testing.assert_allclose(mrs["snr"], [435.433927242574, 390.367930246453])
+    np.testing.assert_allclose(mrs["fwhm_hz"], [7.24420337539502, 6.01257201755727])
+    given = read_osprey(OSPREY, TWO_BLOCKS.assign(sd=[4.0, 6.0]), crlb="sd", numerator="Glu+Gln")
+    assert given["crlb"].tolist() == [4.0, 6.0]
+    over_cr = read_osprey(OSPREY, TWO_BLOCKS, crlb=5.0, denominator="tCr")  # no tCr column: 1
+    np.testing.assert_allclose(over_cr["glx_ratio"], [1.296700966, 1.234420836])
+
+
+def test_osprey_errors_name_file_line_and_field(tmp_path):
+    with pytest.raises(DataError, match=r"2 spectra \(rows\) but the manifest 1 blocks"):
+        read_osprey(OSPREY, TWO_BLOCKS.iloc[:1])
+    with pytest.raises(DataError, match=r"no column 'GABA\+'"):
+        read_osprey(OSPREY, TWO_BLOCKS, numerator="GABA+")
+    text = OSPREY.read_text().splitlines()
+    broken = tmp_path / "off_tCr.csv"
+    broken.write_text("\n".join([text[0], text[1].replace("1.296700966", "n/a"), text[2]]))
+    with pytest.raises(DataError, match=r"column 'Glu' on line 2 of .*off_tCr.csv.*'n/a'"):
+        read_osprey(broken, TWO_BLOCKS)
+    head = text[0].split(",")
+    zero = ",".join("0" if h == "Glx" else v for h, v in zip(head, text[2].split(","), strict=True))
+    broken.write_text("\n".join([text[0], text[1], zero]))
+    with pytest.raises(DataError, match=r"Glx/tNAA is undetermined .* on line 3"):
+        read_osprey(broken, TWO_BLOCKS)
+    assert read_osprey(broken, TWO_BLOCKS, undetermined="flag")["undetermined"].tolist() == [
+        False,
+        True,
+    ]
+
+
+def test_an_osprey_table_loads_into_a_fit(tmp_path):
+    """A trial's blocks written as an Osprey table (one row per block, no ID, no CRLB) and
+    read back: the data keep the blocks with 'CRLB not reported'; a spec that uses the CRLB
+    refuses them, one with measurement_error = false fits them."""
+    import kbayes as kb
+    from kbayes.spec import parse_spec
+
+    trial = kb.simulate(kb.Design(n=6), kb.Truth(), seed=4)
+    blocks = trial.mrs[["participant", "period", "block", "time_min"]].sample(
+        frac=1, random_state=1
+    )
+    glx = trial.mrs.loc[blocks.index, "glx_ratio"].to_numpy()
+    table = pd.DataFrame({"NAA": 1.2, "Glu": 0.8 * glx, "tNAA": 1.5, "Glx": 1.5 * glx})
+    table.to_csv(tmp_path / "A_tCr_Voxel_1_Basis_1.tsv", sep="\t", index=False)
+    mrs = read_osprey(tmp_path / "A_tCr_Voxel_1_Basis_1.tsv", blocks)
+    data = kb.TrialData(trial.participants, trial.sessions, mrs[MRS_COLUMNS])
+    np.testing.assert_allclose(data.mrs["glx_ratio"], trial.mrs["glx_ratio"])
+    assert (data.exclusions["reason"] == "CRLB not reported").sum() == len(trial.mrs)
+    with pytest.raises(DataError, match=r"blocks have no CRLB.*measurement_error = false"):
+        kb.fit(data, "glutamate", progress=False)
+    spec = parse_spec({"extends": "glutamate", "measurement_error": False}, "glutamate_no_se")
+    dt = kb.fit(data, spec, seed=1, draws=100, tune=100, chains=1, progress=False,
+                posterior_predictive=False, log_prior=False, log_likelihood=False)  # fmt: skip
+    assert "ntx_glu" in dt.posterior and (dt.constant_data["glx_se"] == 0).all()
