@@ -203,20 +203,26 @@ def check(
 @_friendly
 def report(
     result: Annotated[Path, typer.Argument(help="A saved result (.nc).")],
-    out: Annotated[Path | None, typer.Option(help="Report file (.html or .md).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Report file (.html, .md or .pdf).")] = None,
     data: Annotated[
         list[Path] | None,
         typer.Option(help="The trial's data (a folder, or the three files), for the data section."),
     ] = None,
+    pdf: Annotated[
+        bool, typer.Option(help="Write a PDF (default name <result>.pdf; needs Chromium).")
+    ] = False,
     columns: ColumnsOption = None,
     config: ConfigOption = None,
 ) -> None:
-    """Write the HTML (or Markdown) report of a saved result."""
+    """Write the HTML (or Markdown, or PDF) report of a saved result."""
     import kbayes as kb
     from kbayes.results import load
 
     trial = _read_trial(data, columns, config) if data else None
-    path = kb.report(load(result), out or result.with_suffix(".html"), data=trial)
+    if pdf and out is not None and out.suffix.lower() != ".pdf":
+        raise typer.BadParameter(f"--pdf writes a .pdf, not {out.name}", param_hint="--out")
+    default = result.with_suffix(".pdf" if pdf else ".html")
+    path = kb.report(load(result), out or default, data=trial)
     console.print(f"Report: [bold]{path}[/]")
 
 

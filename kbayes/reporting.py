@@ -5,18 +5,24 @@ Sections (each with a fixed id, the anchor of its heading):
 ============  ==========================================================================
 id            content
 ============  ==========================================================================
+summary       what a PI reads first: the headline estimands in words with their intervals
+              and probabilities, the convergence verdict in one line, what was excluded
 data          trial configuration, exclusions (and the data summary, given the data)
 spec          spec name, hash and description; the spec itself (JSON, and the TOML file
               when it is a built-in spec with the same hash)
 verdict       convergence verdict (:func:`kbayes.check`)
 estimands     estimand table and one sentence per estimand (:func:`kbayes.estimands`)
+covariates    (only with covariate terms) :func:`kbayes.covariate_effects`, table and plot
 sensitivity   power-scaling prior sensitivity (:func:`arviz.psense_summary`)
 plots         the plots of :mod:`kbayes.plots` that apply to the spec
 versions      seed, sampler, package versions
 ============  ==========================================================================
 
-HTML embeds every image as a base64 PNG and styles inline: no external assets, no
-JavaScript. Markdown writes the images to a folder ``<stem>_files`` next to the file.
+Tables have readable headers (a glossary follows them) and rounded numbers; each comes
+with its machine-readable CSV (full precision, the library's column names). HTML embeds
+every image as a base64 PNG and every CSV as a ``data:`` download link, and styles inline:
+no external assets, no JavaScript. Markdown writes images and CSVs to a folder
+``<stem>_files`` next to the file.
 """
 
 from __future__ import annotations
@@ -29,6 +35,9 @@ import json
 import logging
 import math
 import platform
+import shutil
+import subprocess
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -49,7 +58,25 @@ from kbayes.spec import MODELS_DIR, builtin_specs, load_spec
 from kbayes.summaries import covariate_effects, estimands
 
 #: Section ids, in report order.
-SECTIONS = ("data", "spec", "verdict", "estimands", "sensitivity", "plots", "versions")
+SECTIONS = ("summary", "data", "spec", "verdict", "estimands", "sensitivity", "plots", "versions")
+#: Readable headers of the library's column names, with what each means (the glossary).
+HEADERS: dict[str, tuple[str, str]] = {
+    "label": ("Quantity", ""),
+    "unit": ("Unit", ""),
+    "median": ("Median", "the posterior median"),
+    "hdi_low": ("Interval from", "the highest-density interval (HDI): the narrowest interval "
+                "holding the spec's probability mass (95 % unless it says otherwise)"),
+    "hdi_high": ("Interval to", ""),
+    "p_direction": ("P(sign)", "the posterior probability of the more probable sign"),
+    "in_rope_pct": ("% in ROPE", "the percent of the posterior inside the region of practical "
+                    "equivalence, the spec's range of effects too small to matter"),
+    "rhat": ("R-hat", "agreement of the chains: 1.00 is agreement, above 1.01 a warning"),
+    "ess_bulk": ("Effective draws", "the bulk effective sample size; below 400 the numbers "
+                 "carry noticeable Monte-Carlo error"),
+    "status": ("Status", ""),
+    "message": ("Problem", ""),
+    "advice": ("What to do", ""),
+}  # fmt: skip
 #: Power-scaling sensitivity above this flags a quantity (arviz-stats' default).
 PSENSE_THRESHOLD = 0.05
 
@@ -80,7 +107,8 @@ class _Section:
     """A report section: id, title and parts ``(kind, *content)``, rendered per format.
 
     Kinds: ``p`` (text), ``ul`` (list of str), ``pre`` (text), ``table`` (DataFrame),
-    ``details`` (summary, language, text), ``img`` (name, caption, PNG bytes).
+    ``details`` (summary, language, text), ``csv`` (name, DataFrame), ``img`` (name,
+    caption, PNG bytes).
     """
 
     id: str
@@ -96,7 +124,7 @@ def report(
     verdict: Verdict | None = None,
     dpi: int = 90,
 ) -> Path:
-    """Write a report of a fitted result to ``path`` (``.html``/``.htm`` or ``.md``).
+    """Write a report of a fitted result to ``path`` (``.html``/``.htm``, ``.md`` or ``.pdf``).
 
     Parameters
     ----------
@@ -105,7 +133,9 @@ def report(
         fit to get them (e.g. ``kb.fit(..., prior=True)`` for the prior predictive check).
     path : str or pathlib.Path
         Output file; the suffix chooses the format. Markdown images go to the folder
-        ``<stem>_files`` next to it.
+        ``<stem>_files`` next to it. A PDF is the HTML page printed by headless Chromium
+        (``chromium`` or ``chromium-browser`` on the PATH; without one, a FileNotFoundError
+        says how to get it).
     data : TrialData, optional
         The data that were fitted, for the data summary (sizes, per-condition table).
     verdict : Verdict, optional
@@ -124,34 +154,112 @@ def report(
     """
     path = Path(path)
     kind = path.suffix.lower()
-    if kind not in {".html", ".htm", ".md"}:
-        raise ValueError(f"report path must end in .html, .htm or .md, not {path.name!r}")
+    if kind not in {".html", ".htm", ".md", ".pdf"}:
+        raise ValueError(f"report path must end in .html, .htm, .md or .pdf, not {path.name!r}")
+    renderer = _pdf_renderer() if kind == ".pdf" else None
     plots.require(idata, "posterior")
+    verdict = verdict or check(idata)
     sections = [
+        _summary_section(idata, verdict),
         _data_section(idata, data),
         _spec_section(idata),
-        _verdict_section(verdict or check(idata)),
+        _verdict_section(verdict),
         _estimand_section(idata),
         *_covariate_section(idata, dpi),
         _sensitivity_section(idata),
         _plot_section(idata, dpi),
         _version_section(idata),
     ]
-    title = f"kbayes report: {idata.attrs.get('spec_name', 'model')} model"
+    title = _title(idata)
     path.parent.mkdir(parents=True, exist_ok=True)
     if kind == ".md":
-        text = _markdown(sections, title, path.parent / f"{path.stem}_files")
+        path.write_text(_markdown(sections, title, path.parent / f"{path.stem}_files"), "utf-8")
+    elif kind == ".pdf":
+        _print_pdf(renderer, _html(sections, title), path)
     else:
-        text = _html(sections, title)
-    path.write_text(text, encoding="utf-8")
+        path.write_text(_html(sections, title), encoding="utf-8")
     return path
 
 
+#: Executables that can print the HTML report to PDF (headless Chromium).
+PDF_RENDERERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+
+
+def _pdf_renderer() -> str:
+    found = next((shutil.which(name) for name in PDF_RENDERERS if shutil.which(name)), None)
+    if found is None:
+        raise FileNotFoundError(
+            f"a PDF report needs headless Chromium ({', '.join(PDF_RENDERERS)} on the PATH), "
+            "and none was found: install it (apt-get install chromium, or `make chromium`), "
+            "or write the .html report and print it from a browser"
+        )
+    return found
+
+
+def _print_pdf(renderer: str, page: str, path: Path) -> None:
+    """Print the HTML ``page`` to ``path`` with headless Chromium (no network, own profile)."""
+    with tempfile.TemporaryDirectory(prefix="kbayes_pdf_") as tmp:
+        source = Path(tmp) / "report.html"
+        source.write_text(page, encoding="utf-8")
+        flags = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", f"--user-data-dir={Path(tmp) / 'profile'}",
+                 "--no-pdf-header-footer", f"--print-to-pdf={path.resolve()}"]  # fmt: skip
+        done = subprocess.run(
+            [renderer, *flags, source.as_uri()], capture_output=True, text=True, timeout=300
+        )
+    if done.returncode or not path.is_file():
+        raise RuntimeError(f"{renderer} did not print the PDF (exit {done.returncode}): "
+                           f"{done.stderr.strip()[-500:]}")  # fmt: skip
+
+
 # --- sections -------------------------------------------------------------------------------
+def _title(idata: xr.DataTree) -> str:
+    """Trial, spec and date: "Ketamine with naltrexone vs placebo: joint model, 2026-12-03"."""
+    config = trial_config(idata)
+    trial = "Trial"
+    if config.get("drug") and config.get("conditions"):
+        reference, active = config["conditions"][:2]
+        trial = f"{config['drug'].capitalize()} with {active} vs {reference}"
+    day = datetime.now(UTC).date().isoformat()
+    return f"{trial}: {idata.attrs.get('spec_name', 'model')} model, {day}"
+
+
+def _summary_section(idata: xr.DataTree, verdict: Verdict) -> _Section:
+    s = _Section("summary", "Summary")
+    try:
+        table = estimands(idata)
+    except ValueError:
+        table = None
+    if table is not None:
+        headline = [n for n in plots.headline_estimands(idata) if n in table.index]
+        s.parts += [("p", "The trial's questions, answered by the posterior:"),
+                    ("ul", [table.loc[n, "text"] for n in headline])]  # fmt: skip
+        if len(headline) < len(table):
+            s.parts.append(("p", f"{len(table) - len(headline)} more estimands below."))
+    ok = {"ok": "the numbers can be used", "warn": "read the warnings under Convergence",
+          "fail": "the numbers are not yet trustworthy"}[verdict.status]  # fmt: skip
+    s.parts.append(("p", f"Convergence: {verdict.status} ({ok}). {verdict.headline()}."))
+    records = pd.DataFrame(json.loads(idata.attrs.get("exclusions", "[]")))
+    said = {"excluded": "nothing excluded", "kept": ""}
+    for action in said:
+        rows = records[records["action"] == action] if len(records) else records
+        counts = rows.groupby(["table", "reason"], sort=False).size() if len(rows) else {}
+        if len(counts):
+            said[action] = ("excluded " if action == "excluded" else "kept with a note: ") + (
+                ", ".join(f"{n} {t} rows ({r})" for (t, r), n in counts.items())
+            )
+    text = "; ".join(x for x in said.values() if x)
+    s.parts.append(("p", f"Data: {text} (details under Data and exclusions)."))
+    return s
+
+
 def _data_section(idata: xr.DataTree, data: TrialData | None) -> _Section:
     s = _Section("data", "Data and exclusions")
     if data is not None:
-        s.parts += [("pre", data.summary()), ("table", data.describe().reset_index())]
+        described = data.describe().reset_index()
+        described.columns = [_described(c) for c in described.columns]
+        s.parts += [("pre", data.summary()), ("table", described)]
     config = trial_config(idata)
     if config:
         rows = [
@@ -168,6 +276,15 @@ def _data_section(idata: xr.DataTree, data: TrialData | None) -> _Section:
     else:
         s.parts.append(("p", "No exclusions recorded."))
     return s
+
+
+def _described(column: str) -> str:
+    """A header of :meth:`TrialData.describe` in words ("improvement_std": "improvement SD")."""
+    words = {"dglx": "glutamate change", "day1": "day-1 score", "baseline": "baseline score"}
+    name, _, stat = column.rpartition("_")
+    if not name:
+        return column
+    return f"{words.get(name, name)} {'SD' if stat == 'std' else stat}"
 
 
 def _spec_section(idata: xr.DataTree) -> _Section:
@@ -196,7 +313,7 @@ def _verdict_section(verdict: Verdict) -> _Section:
     s.parts.append(("p", verdict.headline()))
     frame = verdict.to_frame()
     if len(frame):
-        s.parts.append(("table", frame[["status", "message", "advice"]]))
+        s.parts.append(("table", _renamed(frame[["status", "message", "advice"]])))
     else:
         s.parts.append(("p", "No problems found."))
     return s
@@ -210,15 +327,10 @@ def _estimand_section(idata: xr.DataTree) -> _Section:
         s.parts.append(("p", f"No estimand table: {exc}."))
         return s
     cols = ["label", "unit", "median", "hdi_low", "hdi_high", "p_direction", "in_rope_pct"]
-    note = (
-        f"HDI mass {table.attrs['ci_prob']:g} (from the spec); p_direction is the posterior "
-        "probability of the more probable sign; in_rope_pct the percent of the posterior "
-        "inside the spec's ROPE."
-    )
     s.parts += [
         ("ul", list(table["text"])),
-        ("table", table[[*cols, "rhat", "ess_bulk"]].reset_index()),
-        ("p", note),
+        *_readable(table[[*cols, "rhat", "ess_bulk"]], "estimands", table.attrs["ci_prob"]),
+        ("csv", "estimands", table.drop(columns="text")),
     ]
     return s
 
@@ -234,7 +346,8 @@ def _covariate_section(idata: xr.DataTree, dpi: int) -> list[_Section]:
     fig = plots.plot_covariate_effects(idata)
     s.parts += [
         ("ul", list(table["text"])),
-        ("table", table[cols].reset_index().rename(columns={"estimand": "coefficient"})),
+        *_readable(table[cols], "covariate effects", table.attrs["ci_prob"]),
+        ("csv", "covariate_effects", table.drop(columns="text")),
         ("img", "covariates", "Covariate effects with HDIs", _png(fig, dpi)),
         ("p", "How each covariate was coded is listed under Versions and seed."),
     ]
@@ -356,6 +469,39 @@ def _png(fig: Figure, dpi: int) -> bytes:
     return buffer.getvalue()
 
 
+def _renamed(table: pd.DataFrame) -> pd.DataFrame:
+    return table.rename(columns={k: h for k, (h, _) in HEADERS.items()})
+
+
+def _readable(table: pd.DataFrame, what: str, ci_prob: float) -> list[tuple]:
+    """A table's parts for a reader: rounded numbers under readable headers (the index as
+    its first column), then the glossary of those headers."""
+    shown = table.copy()
+    for column in shown.columns:
+        if column == "rhat":
+            shown[column] = shown[column].map(lambda x: f"{x:.2f}")
+        elif column in ("ess_bulk", "in_rope_pct"):
+            shown[column] = shown[column].map(lambda x: "" if math.isnan(x) else f"{x:.0f}")
+        elif shown[column].dtype.kind == "f":
+            shown[column] = shown[column].map(_rounded)
+    shown = _renamed(shown.rename_axis("name").reset_index())
+    words = [
+        f"{HEADERS[c][0]}: {HEADERS[c][1]}" for c in table.columns if HEADERS.get(c, ("", ""))[1]
+    ]
+    words = [
+        w.replace("(95 % unless it says otherwise)", f"({100 * ci_prob:g} % here)") for w in words
+    ]
+    return [("table", shown), ("p", f"In the {what} table:"), ("ul", words)]
+
+
+def _rounded(x: float) -> str:
+    """Three significant digits, never "-0" (a small negative shown as 0 loses its sign)."""
+    if math.isnan(x):
+        return ""
+    text = f"{x:.3g}" if abs(x) < 1e4 else f"{x:.0f}"
+    return text.removeprefix("-") if float(text) == 0 else text
+
+
 def _cell(x) -> str:
     if isinstance(x, float):
         return "" if math.isnan(x) else f"{x:.4g}"
@@ -399,6 +545,13 @@ def _html_part(part: tuple) -> str:
         return (
             f"<details><summary>{html.escape(summary)}</summary>"
             f"<pre>{html.escape(text)}</pre></details>"
+        )
+    if kind == "csv":
+        name, table = content
+        data = base64.b64encode(table.to_csv().encode()).decode("ascii")
+        return (
+            f'<p><a download="{name}.csv" href="data:text/csv;base64,{data}">'
+            f"Download the {name.replace('_', ' ')} table (CSV, full precision)</a></p>"
         )
     name, caption, png = content
     data = base64.b64encode(png).decode("ascii")
@@ -447,6 +600,12 @@ def _md_part(part: tuple, folder: Path) -> str:
     if kind == "details":
         summary, lang, text = content
         return f"<details><summary>{summary}</summary>\n\n```{lang}\n{text}\n```\n\n</details>"
+    if kind == "csv":
+        name, table = content
+        folder.mkdir(parents=True, exist_ok=True)
+        table.to_csv(folder / f"{name}.csv")
+        what = name.replace("_", " ")
+        return f"[The {what} table as CSV (full precision)]({folder.name}/{name}.csv)"
     name, caption, png = content
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"{name}.png").write_bytes(png)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pandas as pd
 import pytest
@@ -58,6 +59,11 @@ def test_fit_then_check_round_trip(sim_dir, tmp_path):
     again = invoke("report", saved, "--out", tmp_path / "again.md")
     assert again.exit_code == 0, again.output
     assert (tmp_path / "again.md").read_text().count("## ") >= 5
+    wrong = invoke("report", saved, "--pdf", "--out", tmp_path / "again.html")
+    assert wrong.exit_code != 0 and "--pdf writes a .pdf" in wrong.output
+    if shutil.which("chromium") or shutil.which("chromium-browser"):
+        assert invoke("report", saved, "--pdf").exit_code == 0
+        assert saved.with_suffix(".pdf").read_bytes().startswith(b"%PDF")
 
 
 def test_check_exit_code_follows_the_verdict(sim_dir, tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import html
+import io
 import json
 import re
 import shutil
@@ -15,6 +16,7 @@ import matplotlib
 matplotlib.use("Agg")
 
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 
@@ -95,8 +97,8 @@ def test_missing_groups_are_reported_not_fatal(joint_example_fit, tmp_path):
 
 
 def test_unknown_suffix(joint_example_fit, tmp_path):
-    with pytest.raises(ValueError, match=r"\.html, \.htm or \.md"):
-        report(joint_example_fit, tmp_path / "report.pdf")
+    with pytest.raises(ValueError, match=r"\.html, \.htm, \.md or \.pdf"):
+        report(joint_example_fit, tmp_path / "report.docx")
 
 
 # --- rendering in a browser ---------------------------------------------------------------------
@@ -157,3 +159,50 @@ def test_html_renders_in_headless_chromium(reports, tmp_path):
     _chromium(tmp_path, f"--screenshot={shot}", "--window-size=1200,1600", reports["html"].as_uri())
     pixels = np.asarray(Image.open(shot).convert("L"), dtype=float)
     assert pixels.std() > 5, "the screenshot is blank"
+
+
+# --- what a reader sees first; CSV and PDF ------------------------------------------------------
+def test_the_summary_comes_first_in_words(reports, joint_example_fit):
+    """Title with trial, spec and date; the headline estimands' sentences; the verdict in
+    one line; what was excluded."""
+    text = html.unescape(reports["html"].read_text())
+    assert re.search(
+        r"<h1>Ketamine with naltrexone vs placebo: joint model, \d{4}-\d\d-\d\d</h1>", text
+    )
+    summary = text[text.index('<section id="summary">') : text.index('<section id="data">')]
+    assert "Naltrexone effect on the Glx/tNAA change, averaged over sexes: " in summary
+    assert "95 % HDI" in summary and "Sampling check:" in summary
+    assert "kept with a note: " in summary and "(one period only)" in summary
+
+
+def test_tables_have_readable_headers_a_glossary_and_their_csv(reports):
+    text = html.unescape(reports["html"].read_text())
+    estimands = text[
+        text.index('<section id="estimands">') : text.index('<section id="sensitivity">')
+    ]
+    assert "<th>P(sign)</th>" in estimands and "<th>Effective draws</th>" in estimands
+    assert "p_direction" not in estimands.split("<a download")[0]
+    assert "R-hat: agreement of the chains" in estimands
+    assert not re.search(r"<td>-0(\.0*)?</td>", text)  # a rounded zero has no sign
+    link = re.search(r'<a download="estimands.csv" href="data:text/csv;base64,([^"]+)"', text)
+    table = pd.read_csv(io.StringIO(base64.b64decode(link.group(1)).decode()), index_col=0)
+    assert "ntx_glu" in table.index and {"p_direction", "ess_bulk"} <= set(table.columns)
+    md = reports["md"]
+    assert (md.parent / "report_files" / "estimands.csv").is_file()
+
+
+def test_a_pdf_needs_a_renderer_and_says_so(joint_example_fit, tmp_path, monkeypatch):
+    import kbayes.reporting as reporting
+
+    monkeypatch.setattr(reporting.shutil, "which", lambda name: None)
+    with pytest.raises(FileNotFoundError, match=r"headless Chromium.*apt-get install chromium"):
+        report(joint_example_fit, tmp_path / "report.pdf")
+    assert not (tmp_path / "report.pdf").exists()
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium not installed")
+def test_pdf_report(joint_example_fit, tmp_path):
+    path = report(joint_example_fit, tmp_path / "report.pdf")
+    data = path.read_bytes()
+    assert data.startswith(b"%PDF") and len(data) > 100_000  # text and the embedded figures
+    assert data.count(b"/Type /Page") - data.count(b"/Type /Pages") >= 3
