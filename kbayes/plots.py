@@ -418,10 +418,11 @@ def top_level_priors(idata: xr.DataTree) -> list[str]:
 def plot_prior_sensitivity(idata: xr.DataTree, var_names: list[str] | None = None) -> Figure:
     """Power-scaling prior sensitivity: posteriors with the prior or likelihood scaled.
 
-    Wraps :func:`arviz.plot_psense_dist`: each panel shows the posterior when the prior (or
-    likelihood) is raised to a power slightly below and above 1 (importance-weighted, no
-    refit). Curves that move mean a sensitive quantity (Kallioinen et al. 2024). The
-    top-level priors are scaled (:func:`top_level_priors`), the whole likelihood.
+    Wraps :func:`arviz.plot_psense_dist`: each panel shows the posterior's ECDF when the
+    prior (or likelihood) is raised to a power slightly below and above 1
+    (importance-weighted, no refit; the ECDF is what the diagnostic's distance compares).
+    Curves that move mean a sensitive quantity (Kallioinen et al. 2024). The top-level
+    priors are scaled (:func:`top_level_priors`), the whole likelihood.
 
     Parameters
     ----------
@@ -448,6 +449,7 @@ def plot_prior_sensitivity(idata: xr.DataTree, var_names: list[str] | None = Non
         idata,
         var_names=names,
         prior_var_names=top_level_priors(idata),
+        kind="ecdf",  # what the diagnostic compares; a KDE of a few hundred draws is spiky
         backend="matplotlib",
         figure_kwargs=size,
     )

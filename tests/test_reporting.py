@@ -206,3 +206,19 @@ def test_pdf_report(joint_example_fit, tmp_path):
     data = path.read_bytes()
     assert data.startswith(b"%PDF") and len(data) > 100_000  # text and the embedded figures
     assert data.count(b"/Type /Page") - data.count(b"/Type /Pages") >= 3
+
+
+def test_prior_sensitivity_is_reported_for_the_estimands_with_what_a_flag_means(
+    reports, joint_example_fit
+):
+    text = html.unescape(reports["html"].read_text())
+    section = text[text.index('<section id="sensitivity">') : text.index('<section id="plots">')]
+    estimands = set(
+        joint_example_fit.attrs and json.loads(joint_example_fit.attrs["spec"])["estimands"]
+    )
+    listed = re.findall(r"<li>(\w+) \(prior [\d.]+, data [\d.]+\): ", section)
+    assert set(listed) <= estimands  # parameters are not in the list a reader quotes
+    if listed:
+        assert "Refit with a wider prior" in section or "prior-driven" in section
+    total = joint_example_fit.posterior.sizes["chain"] * joint_example_fit.posterior.sizes["draw"]
+    assert (f"Computed from {total} draws" in section) == (total < 4000)
