@@ -257,8 +257,15 @@ class ModelSpec:
         return parse_spec(source, origin=self.name)
 
     def parameters(self) -> set[str]:
-        """Names available to estimand expressions (before constants and derived values)."""
-        names = set(self.priors)
+        """Names available to estimand expressions (before constants and derived values):
+        the priors' variables, their hyperpriors' (``u_sigma``), the levels' parameters and
+        outputs, the coefficients and a categorical coefficient's levels."""
+        names = set(self.priors) | {
+            f"{name}_{key}"
+            for name, prior in self.priors.items()
+            for key, value in prior.parameters.items()
+            if isinstance(value, Prior)
+        }
         for level in self.levels:
             names.update(LEVEL_PARAMETERS[level], LEVEL_OUTPUTS.get(level, ()))
             names.update(self.coefficient(level, t) for t in self.terms.get(level, ()))
@@ -267,6 +274,8 @@ class ModelSpec:
     def estimand_values(self, params: Mapping[str, Any]) -> dict[str, Any]:
         """Evaluate every estimand on ``params`` (floats, arrays or xarray objects)."""
         scope: dict[str, Any] = {**self.constants, **params, **self.level_values(params)}
+        if self.likelihood == "normal":
+            scope.setdefault("nu", np.inf)
         for name, expr in self.derived.items():
             scope[name] = evaluate(expr, scope)
         out = {}
@@ -281,7 +290,24 @@ class ModelSpec:
 
 # --- expressions -----------------------------------------------------------------------
 _OPERATORS = (ast.Add, ast.Sub, ast.Mult, ast.Div, ast.Pow, ast.USub, ast.UAdd)
-_FUNCTIONS = {"exp": np.exp, "log": np.log, "abs": abs, "sqrt": np.sqrt}
+_NODES, _WEIGHTS = np.polynomial.hermite.hermgauss(32)
+
+
+def p_above(threshold: Any, mean: Any, between_sd: Any, sigma: Any, nu: Any) -> Any:
+    """P(mean + between_sd Z + sigma T >= threshold), Z standard normal, T Student-t with
+    ``nu`` degrees of freedom (``inf``: normal), independent: the predictive probability that
+    a new session's outcome reaches ``threshold`` (response, remission). Gauss-Hermite
+    quadrature over Z (32 nodes); works on numbers, arrays and xarray objects."""
+    from scipy.special import stdtr
+
+    total = 0.0
+    for node, weight in zip(_NODES, _WEIGHTS, strict=True):
+        z = (threshold - mean - between_sd * np.sqrt(2.0) * node) / sigma
+        total = total + weight * stdtr(nu, -z)
+    return total / np.sqrt(np.pi)
+
+
+_FUNCTIONS = {"exp": np.exp, "log": np.log, "abs": abs, "sqrt": np.sqrt, "p_above": p_above}
 
 
 def _names(expr: str) -> set[str]:
@@ -307,7 +333,8 @@ def _names(expr: str) -> set[str]:
 
 
 def evaluate(expr: str, scope: Mapping[str, Any]) -> Any:
-    """Evaluate an arithmetic expression (+ - * / **, exp, log, abs, sqrt) over ``scope``."""
+    """Evaluate an arithmetic expression (+ - * / **, exp, log, abs, sqrt, :func:`p_above`)
+    over ``scope``."""
     return eval(_compiled(expr), _GLOBALS, scope)  # safe: _compiled checked the grammar
 
 
@@ -550,7 +577,11 @@ def parse_spec(source: dict, origin: str = "<dict>") -> ModelSpec:
         if k not in UNIT_KEYS or not isinstance(v, str)
     ]
     outputs = {o for lv in levels for o in LEVEL_OUTPUTS.get(lv, ())}
-    known = needed | outputs | set(constants) | stage1_params
+    hyper = {f"{name}_{key}" for name, prior in priors.items()  # u_sigma: the SD of u
+             for key, value in prior.parameters.items() if isinstance(value, Prior)}  # fmt: skip
+    known = needed | outputs | set(constants) | stage1_params | hyper
+    if "improvement" in levels and source.get("likelihood", "student_t") == "normal":
+        known.add("nu")  # inf: a normal likelihood is the Student-t's limit
     known |= {f"{name}_{level}" for name, dims in coefficient_dims.items()  # gamma_site_B
               for level in covariates[dims[0]].get("levels", ())
               if level != covariates[dims[0]]["reference"]}  # fmt: skip

@@ -16,7 +16,7 @@ import xarray as xr
 
 from kbayes.results import estimand_names, result_spec
 
-_UNITLESS = {"", "proportion"}
+_UNITLESS = {"", "proportion", "probability", "odds ratio"}
 
 
 def estimands(
@@ -172,7 +172,8 @@ def _p_col(threshold: float) -> str:
 def _number(x: float, sd: float) -> str:
     """``x`` with as many decimals as its posterior SD warrants (two significant digits)."""
     decimals = 2 if not sd > 0 or not math.isfinite(sd) else 1 - math.floor(math.log10(sd))
-    return f"{x:.{min(max(decimals, 0), 8)}f}"
+    text = f"{x:.{min(max(decimals, 0), 8)}f}"
+    return text.removeprefix("-") if float(text) == 0 else text  # never "-0"
 
 
 def _prob(p: float) -> str:

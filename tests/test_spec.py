@@ -9,6 +9,7 @@ import copy
 import dataclasses
 import hashlib
 import json
+import math
 import re
 import tomllib
 
@@ -525,3 +526,34 @@ def test_categorical_terms_that_cannot_be_built_are_spec_errors():
                                       "dims": ["participant"]}  # fmt: skip
     with pytest.raises(kb.SpecError, match=r"priors\.gamma_site\.dims: expected \['site'\]"):
         parse_spec(source)
+
+
+def test_p_above_is_the_probability_of_a_normal_plus_student_t_sum():
+    from kbayes.spec import p_above
+
+    rng = np.random.default_rng(0)
+    x = 0.3 + 2.0 * rng.standard_normal(1_000_000) + 1.5 * rng.standard_t(4, 1_000_000)
+    assert p_above(2.0, 0.3, 2.0, 1.5, 4.0) == pytest.approx((x >= 2.0).mean(), abs=0.002)
+    assert p_above(1.0, 0.0, 1.0, 1.0, np.inf) == pytest.approx(0.5 * math.erfc(0.5))
+
+
+def test_response_and_remission_estimands_agree_with_simulated_sessions():
+    """The joint spec's response and remission probabilities at the true parameters equal
+    the shares of simulated sessions (latent improvement, baseline at baseline_center)
+    that respond or remit, per condition: the predictive formula is the simulator's model."""
+    design = kb.Design(n=20000, dropout=0.0, baseline_mean=30.0, baseline_sd=0.0,
+                       baseline_session_sd=0.0)  # fmt: skip
+    truth = kb.Truth(beta_NM=0.0, gamma_P=0.0, gamma_N=-4.0)
+    sim = kb.simulate(design, truth, seed=3)
+    spec = kb.load_spec("joint")
+    expected = truth.estimands(spec)
+    latent = sim.truth.latent["improvement"].to_numpy()
+    active = (sim.sessions["condition"] == design.config.active).to_numpy()
+    c = spec.constants
+    for name, at in (("response", c["response_fraction"] * 30.0),
+                     ("remission", 30.0 - c["remission_score"])):  # fmt: skip
+        for condition, rows in (("placebo", ~active), ("naltrexone", active)):
+            share = (latent[rows] >= at).mean()
+            se = np.sqrt(share * (1 - share) / rows.sum())
+            assert abs(expected[f"{name}_{condition}"] - share) < 4 * se, (name, condition)
+    assert expected["response_rd"] < 0 and expected["response_or"] < 1  # gamma_N < 0
