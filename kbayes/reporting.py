@@ -46,6 +46,7 @@ from pathlib import Path
 
 import arviz as az
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 import xarray as xr
 from matplotlib.figure import Figure
@@ -67,7 +68,8 @@ HEADERS: dict[str, tuple[str, str]] = {
     "hdi_low": ("Interval from", "the highest-density interval (HDI): the narrowest interval "
                 "holding the spec's probability mass (95 % unless it says otherwise)"),
     "hdi_high": ("Interval to", ""),
-    "p_direction": ("P(sign)", "the posterior probability of the more probable sign"),
+    "p_direction": ("P(sign)", "the posterior probability that the quantity has the sign of "
+                    "its median: P(< 0) for a negative median, P(> 0) for a positive one"),
     "in_rope_pct": ("% in ROPE", "the percent of the posterior inside the region of practical "
                     "equivalence, the spec's range of effects too small to matter"),
     "rhat": ("R-hat", "agreement of the chains: 1.00 is agreement, above 1.01 a warning"),
@@ -159,15 +161,16 @@ def report(
     renderer = _pdf_renderer() if kind == ".pdf" else None
     plots.require(idata, "posterior")
     verdict = verdict or check(idata)
+    sensitivity = _sensitivity(idata)
     sections = [
-        _summary_section(idata, verdict),
+        _summary_section(idata, verdict, sensitivity),
         _data_section(idata, data),
         _spec_section(idata),
         _verdict_section(verdict),
         _estimand_section(idata),
         *_covariate_section(idata, dpi),
-        _sensitivity_section(idata),
-        _plot_section(idata, dpi),
+        _sensitivity_section(idata, sensitivity),
+        _plot_section(idata, dpi, sensitivity),
         _version_section(idata),
     ]
     title = _title(idata)
@@ -225,8 +228,15 @@ def _title(idata: xr.DataTree) -> str:
     return f"{trial}: {idata.attrs.get('spec_name', 'model')} model, {day}"
 
 
-def _summary_section(idata: xr.DataTree, verdict: Verdict) -> _Section:
+def _summary_section(
+    idata: xr.DataTree, verdict: Verdict, sensitivity: pd.DataFrame | None
+) -> _Section:
     s = _Section("summary", "Summary")
+    post = idata.posterior
+    sizes = {d: post.sizes[d] for d in ("participant", "session") if d in post.sizes}
+    if sizes:
+        said = ", ".join(f"{n} {d}s" for d, n in sizes.items())
+        s.parts.append(("p", f"Fitted to {said} with the {idata.attrs.get('spec_name')} model."))
     try:
         table = estimands(idata)
     except ValueError:
@@ -237,6 +247,19 @@ def _summary_section(idata: xr.DataTree, verdict: Verdict) -> _Section:
                     ("ul", [table.loc[n, "text"] for n in headline])]  # fmt: skip
         if len(headline) < len(table):
             s.parts.append(("p", f"{len(table) - len(headline)} more estimands below."))
+        s.parts.append(("p", (
+            f"How to read them: the {100 * table.attrs['ci_prob']:g} % HDI is the narrowest "
+            f"range holding {100 * table.attrs['ci_prob']:g} % of the posterior probability; "
+            "P(< 0) is the probability that the effect is negative (P(< -3): below -3); the "
+            "ROPE is the spec's range of effects too small to matter."
+        )))  # fmt: skip
+        if sensitivity is not None:
+            hit = [n for n in headline if sensitivity.loc[n, "diagnosis"] != "✓"]
+            s.parts.append(("p", (
+                f"Prior sensitivity: {', '.join(hit)} still depend on the prior (see Prior "
+                "sensitivity)." if hit else "Prior sensitivity: none of these depends on "
+                "the prior beyond the diagnostic's threshold."
+            )))  # fmt: skip
     ok = {"ok": "the numbers can be used", "warn": "read the warnings under Convergence",
           "fail": "the numbers are not yet trustworthy"}[verdict.status]  # fmt: skip
     s.parts.append(("p", f"Convergence: {verdict.status} ({ok}). {verdict.headline()}."))
@@ -302,7 +325,7 @@ def _spec_section(idata: xr.DataTree) -> _Section:
     if name in builtin_specs() and load_spec(name).hash == digest:
         text = (MODELS_DIR / f"{name}.toml").read_text()
         s.parts.append(("details", f"Spec file {name}.toml (built-in, same hash)", "toml", text))
-    if source:
+    elif source:
         text = json.dumps(source, indent=2)
         s.parts.append(("details", "Spec as stored in the result (JSON)", "json", text))
     return s
@@ -329,7 +352,7 @@ def _estimand_section(idata: xr.DataTree) -> _Section:
     cols = ["label", "unit", "median", "hdi_low", "hdi_high", "p_direction", "in_rope_pct"]
     s.parts += [
         ("ul", list(table["text"])),
-        *_readable(table[[*cols, "rhat", "ess_bulk"]], "estimands", table.attrs["ci_prob"]),
+        *_readable(table[cols], "estimands", table.attrs["ci_prob"]),
         ("csv", "estimands", table.drop(columns="text")),
     ]
     return s
@@ -357,10 +380,10 @@ def _covariate_section(idata: xr.DataTree, dpi: int) -> list[_Section]:
 #: What a power-scaling diagnosis means for a reader, and what to do about it.
 SENSITIVITY_ADVICE = {
     "potential prior-data conflict": (
-        "the prior still shapes this quantity although the data inform it too: the prior and "
-        "the data pull it apart, or the data are not yet enough to override the prior. Refit "
-        "with a wider prior on the parameters behind it (kb.fit(..., priors={...})) and "
-        "report both"
+        "both the prior and the data move this quantity: the data inform it, but at this "
+        "sample size the prior still shapes it too (or the two disagree). Fit again with a "
+        "wider prior on the parameters behind it (kb.fit(..., priors={...})) and report "
+        "both results"
     ),
     "potential strong prior / weak likelihood": (
         "the data say little about this quantity and the prior decides it: report it as "
@@ -373,13 +396,27 @@ SENSITIVITY_ADVICE = {
 SENSITIVITY_DRAWS = 4000
 
 
-def _sensitivity_section(idata: xr.DataTree) -> _Section:
-    """Power-scaling sensitivity of the estimands (what a reader quotes), the top-level
-    parameters' in a detail; the top-level priors are scaled jointly, the random-effect
-    distributions are not (:func:`kbayes.plots.top_level_priors`)."""
+def _sensitivity(idata: xr.DataTree) -> pd.DataFrame | None:
+    """Power-scaling sensitivity of the estimands and scalar parameters (None without the
+    log_prior or log_likelihood group): the top-level priors are scaled jointly, the
+    random-effect distributions are not (:func:`kbayes.plots.top_level_priors`)."""
+    if any(g not in idata.children for g in ("log_prior", "log_likelihood")):
+        return None
+    with _quiet("arviz_stats"):
+        return az.psense_summary(
+            idata,
+            var_names=estimand_names(idata) + plots.scalar_parameters(idata),
+            threshold=PSENSE_THRESHOLD,
+            prior_var_names=plots.top_level_priors(idata),
+        )
+
+
+def _sensitivity_section(idata: xr.DataTree, table: pd.DataFrame | None) -> _Section:
+    """Power-scaling sensitivity of the estimands (what a reader quotes); the parameters'
+    in one line and in a detail."""
     s = _Section("sensitivity", "Prior sensitivity")
-    missing = [g for g in ("log_prior", "log_likelihood") if g not in idata.children]
-    if missing:
+    if table is None:
+        missing = [g for g in ("log_prior", "log_likelihood") if g not in idata.children]
         text = (
             f"Not computed: the result has no {' or '.join(missing)} group "
             "(fit with kb.fit(..., log_prior=True, log_likelihood=True))."
@@ -387,13 +424,6 @@ def _sensitivity_section(idata: xr.DataTree) -> _Section:
         s.parts.append(("p", text))
         return s
     quoted = estimand_names(idata)
-    with _quiet("arviz_stats"):
-        table = az.psense_summary(
-            idata,
-            var_names=quoted + plots.scalar_parameters(idata),
-            threshold=PSENSE_THRESHOLD,
-            prior_var_names=plots.top_level_priors(idata),
-        )
     flagged = table[table["diagnosis"] != "✓"]
     estimands_flagged = flagged[flagged.index.isin(quoted)]
     if len(estimands_flagged):
@@ -412,7 +442,7 @@ def _sensitivity_section(idata: xr.DataTree) -> _Section:
         s.parts.append(("p", f"None of the {len(quoted)} estimands is sensitive to the prior."))
     others = flagged[~flagged.index.isin(quoted)]
     if len(others):
-        s.parts.append(("p", "Model parameters that are (they feed the estimands above): "
+        s.parts.append(("p", "Model parameters that are sensitive too (they feed the estimands): "
                              + ", ".join(f"{n} ({r['prior']:.2f})" for n, r in others.iterrows())
                              + "."))  # fmt: skip
     total = idata.posterior.sizes["chain"] * idata.posterior.sizes["draw"]
@@ -435,12 +465,19 @@ def _sensitivity_section(idata: xr.DataTree) -> _Section:
     return s
 
 
-def _plot_section(idata: xr.DataTree, dpi: int) -> _Section:
+def _plot_section(idata: xr.DataTree, dpi: int, sensitivity: pd.DataFrame | None) -> _Section:
     s = _Section("plots", "Plots")
     skipped = []
+    quoted = estimand_names(idata)
+    flagged = [] if sensitivity is None else [
+        n for n in quoted if sensitivity.loc[n, "diagnosis"] != "✓"
+    ][:4]  # fmt: skip
     for name, caption, plot in _PLOTS:
         try:
-            fig = plot(idata)
+            if name == "prior-sensitivity" and flagged:  # the quantities the section flags
+                fig, caption = plots.plot_prior_sensitivity(idata, flagged), f"{caption}: flagged"
+            else:
+                fig = plot(idata)
         except ValueError as exc:
             skipped.append(f"{caption}: {exc}")
             continue
@@ -517,7 +554,14 @@ def _readable(table: pd.DataFrame, what: str, ci_prob: float) -> list[tuple]:
     """A table's parts for a reader: rounded numbers under readable headers (the index as
     its first column), then the glossary of those headers."""
     shown = table.copy()
+    if "p_direction" in shown and "median" in shown:
+        sign = np.where(table["median"] < 0, "< 0", "> 0")
+        shown["p_direction"] = [
+            f"P({s}) = {p:.2f}" for s, p in zip(sign, table["p_direction"], strict=True)
+        ]
     for column in shown.columns:
+        if column == "p_direction":
+            continue
         if column == "rhat":
             shown[column] = shown[column].map(lambda x: f"{x:.2f}")
         elif column in ("ess_bulk", "in_rope_pct"):

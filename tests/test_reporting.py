@@ -180,9 +180,10 @@ def test_tables_have_readable_headers_a_glossary_and_their_csv(reports):
     estimands = text[
         text.index('<section id="estimands">') : text.index('<section id="sensitivity">')
     ]
-    assert "<th>P(sign)</th>" in estimands and "<th>Effective draws</th>" in estimands
+    assert "<th>P(sign)</th>" in estimands and "<th>Interval from</th>" in estimands
     assert "p_direction" not in estimands.split("<a download")[0]
-    assert "R-hat: agreement of the chains" in estimands
+    assert re.search(r"<td>P\(< 0\) = 0\.\d\d</td>", estimands)  # which sign, said
+    assert "P(sign): the posterior probability" in estimands  # the glossary
     assert not re.search(r"<td>-0(\.0*)?</td>", text)  # a rounded zero has no sign
     link = re.search(r'<a download="estimands.csv" href="data:text/csv;base64,([^"]+)"', text)
     table = pd.read_csv(io.StringIO(base64.b64decode(link.group(1)).decode()), index_col=0)
@@ -219,6 +220,6 @@ def test_prior_sensitivity_is_reported_for_the_estimands_with_what_a_flag_means(
     listed = re.findall(r"<li>(\w+) \(prior [\d.]+, data [\d.]+\): ", section)
     assert set(listed) <= estimands  # parameters are not in the list a reader quotes
     if listed:
-        assert "Refit with a wider prior" in section or "prior-driven" in section
+        assert "Fit again with a wider prior" in section or "prior-driven" in section
     total = joint_example_fit.posterior.sizes["chain"] * joint_example_fit.posterior.sizes["draw"]
     assert (f"Computed from {total} draws" in section) == (total < 4000)
