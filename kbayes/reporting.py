@@ -85,13 +85,34 @@ PSENSE_THRESHOLD = 0.05
 #: How many parameters the report's trace plot shows (those with the lowest bulk ESS).
 _TRACED = 8
 _PLOTS: tuple[tuple[str, str, Callable[[xr.DataTree], Figure]], ...] = (
-    ("estimands", "Estimands with HDIs", plots.plot_estimands),
-    ("timecourse", "fMRS time course by condition", plots.plot_timecourse),
-    ("improvement", "Improvement against the glutamate change", plots.plot_improvement),
-    ("ppc", "Posterior predictive check", plots.plot_ppc),
+    (
+        "estimands",
+        "Estimands: posterior median (dot) and HDI (line); grey: the ROPE",
+        plots.plot_estimands,
+    ),
+    (
+        "timecourse",
+        "fMRS time course: the observed mean ratio per block and condition, with "
+        "the model's population course",
+        plots.plot_timecourse,
+    ),
+    (
+        "improvement",
+        "Improvement against each session's glutamate change (posterior mean and "
+        "SD), with the fitted line per condition",
+        plots.plot_improvement,
+    ),
+    (
+        "ppc",
+        "Posterior predictive check: data replicated from the posterior should surround "
+        "the observed data; a systematic miss is a part of the data the model does not capture",
+        plots.plot_ppc,
+    ),
     (
         "prior-predictive",
-        "Prior predictive check",
+        "Prior predictive check: data drawn from the priors alone should cover every "
+        "plausible trial; they need not all be realistic (wide priors also give impossible "
+        "values, such as negative ratios)",
         lambda dt: plots.plot_ppc(dt, group="prior_predictive"),
     ),
     ("prior-sensitivity", "Prior sensitivity (power-scaling)", plots.plot_prior_sensitivity),
@@ -286,9 +307,10 @@ def _data_section(idata: xr.DataTree, data: TrialData | None) -> _Section:
     config = trial_config(idata)
     if config:
         rows = [
-            {"setting": k, "value": ", ".join(map(str, v)) if isinstance(v, list) else v}
+            {"setting": _CONFIG_WORDS.get(k, k),
+             "value": ", ".join(map(str, v)) if isinstance(v, list) else v}
             for k, v in config.items()
-        ]
+        ]  # fmt: skip
         s.parts += [("p", "Trial configuration:"), ("table", pd.DataFrame(rows))]
     records = json.loads(idata.attrs.get("exclusions", "[]"))
     if records:
@@ -299,6 +321,16 @@ def _data_section(idata: xr.DataTree, data: TrialData | None) -> _Section:
     else:
         s.parts.append(("p", "No exclusions recorded."))
     return s
+
+
+#: TrialConfig fields in words, for the report's configuration table.
+_CONFIG_WORDS = {
+    "conditions": "conditions (reference first)", "sexes": "sex codes",
+    "scale": "rating scale", "score_max": "highest total score", "n_items": "items",
+    "item_max": "highest item score", "metabolite": "fMRS outcome", "drug": "challenge drug",
+    "infusion_min": "infusion length (min)", "crlb_max": "CRLB cut-off (%)",
+    "periods": "periods",
+}  # fmt: skip
 
 
 def _described(column: str) -> str:
