@@ -29,7 +29,6 @@ import arviz as az
 import matplotlib.pyplot as plt
 import numpy as np
 import xarray as xr
-from arviz_base.labels import MapLabeller
 from matplotlib.figure import Figure
 
 from kbayes.build import population_mean, standardised_change
@@ -86,8 +85,8 @@ def plot_trace(
 ) -> Figure:
     """Trace and marginal density per chain (or rank plots) of the main parameters.
 
-    Term coefficients are titled with their term's label (``label`` attrs, set by
-    :func:`kbayes.fit` from the term registry).
+    Panels are labelled with the variable names (a term's label, in the ``label`` attrs and
+    the tables, is too long for the space beside a panel: labels overlapped).
 
     Parameters
     ----------
@@ -109,11 +108,8 @@ def plot_trace(
     if plot is None:
         raise ValueError(f"kind must be 'trace' or 'rank', not {kind!r}")
     size = sum(int(np.prod(idata.posterior[n].shape[2:])) for n in names)
-    post = idata.posterior
-    titles = {n: f"{n}: {post[n].attrs['label']}" for n in names if "label" in post[n].attrs}
-    labeller = MapLabeller(var_name_map=titles)
     with az.rc_context({"plot.max_subplots": max(2 * size, 40)}):
-        return _figure(plot(idata, var_names=names, labeller=labeller, backend="matplotlib"))
+        return _figure(plot(idata, var_names=names, backend="matplotlib"))
 
 
 def _estimand_order(names: list[str]) -> list[tuple[str, str]]:
@@ -389,7 +385,15 @@ def plot_ppc(
             pc = az.plot_ppc_dist(
                 idata, var_names=names, group=group, num_samples=num_samples, backend="matplotlib"
             )
-    return _figure(pc)
+    fig = _figure(pc)
+    config = trial_config(idata)
+    titles = {  # arviz-plots' plot_ppc_dist does not pass a labeller on to its titles
+        "glx": f"{config.get('metabolite', 'fMRS')} ratio of each fMRS block",
+        "improvement": f"day-1 improvement ({config.get('scale', 'rating')} points)",
+    }
+    for ax in fig.axes:
+        ax.set_title(titles.get(ax.get_title(), ax.get_title()))
+    return fig
 
 
 def headline_estimands(idata: xr.DataTree) -> list[str]:

@@ -153,3 +153,9 @@ def test_prior_sensitivity_scales_only_top_level_priors(joint_example_fit):
     names = plots.top_level_priors(joint_example_fit)
     assert {"beta_N", "gamma_N", "nu", "u_sigma"} <= set(names)
     assert not {"a", "u_offset", "v_offset", "a_session_offset"} & set(names)
+
+
+def test_ppc_panels_are_titled_in_words_with_units(joint_example_fit):
+    fig = plots.plot_ppc(joint_example_fit)
+    titles = {ax.get_title() for ax in fig.axes}
+    assert {"Glx/tNAA ratio of each fMRS block", "day-1 improvement (MADRS points)"} <= titles
