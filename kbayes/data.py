@@ -327,7 +327,7 @@ class TrialData:
             f"{complete} of {n_p} participants have a session in each of the {periods} periods; "
             f"{fewer} {'has' if fewer == 1 else 'have'} fewer.",
         ]
-        for name in self.participants.columns.difference(["participant", "sex"], sort=False):
+        for name in self._covariate_columns():
             column = self.participants[name]
             if not pd.api.types.is_numeric_dtype(column):
                 counts = ", ".join(
@@ -342,12 +342,16 @@ class TrialData:
             lines.append("No exclusions.")
         return "\n".join(lines)
 
+    def _covariate_columns(self) -> list[str]:
+        """The ``participants`` columns besides ID and sex (participant covariates)."""
+        return list(self.participants.columns.difference(["participant", "sex"], sort=False))
+
     def covariate_distribution(self, *names: str) -> dict[str, Any]:
         """Participant covariates as :class:`~kbayes.Design` simulates them, from this trial:
         a numeric column as (mean, SD), a text column as {level: share}; e.g.
         ``kb.Design(covariates=data.covariate_distribution("age", "site"))``."""
         out: dict[str, Any] = {}
-        covariates = list(self.participants.columns.difference(["participant", "sex"], sort=False))
+        covariates = self._covariate_columns()
         for name in names:
             if name not in covariates:
                 where = "a column of 'sessions'" if name in self.sessions else "not a column"

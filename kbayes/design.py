@@ -205,6 +205,8 @@ class Design:
         object.__setattr__(self, "covariates", covariates)
         for name, ms in covariates.items():
             where = f"covariates[{name!r}]"
+            taken = name in ("participant", "sex")
+            _require(not taken, "Design", "covariates", "names other than participant, sex", name)
             if isinstance(ms, dict):
                 probs = np.array(list(ms.values()))
                 ok = len(ms) >= 2 and (probs >= 0).all() and abs(probs.sum() - 1) < 1e-9
@@ -212,8 +214,6 @@ class Design:
                 continue
             ok = len(ms) == 2 and np.isfinite(ms).all() and ms[1] >= 0
             _require(ok, "Design", where, "(mean, SD >= 0)", ms)
-            taken = name in ("participant", "sex")
-            _require(not taken, "Design", "covariates", "names other than participant, sex", name)
         cfg, t = self.config, np.asarray(self.block_times)
         ok_n = isinstance(self.n, int | np.integer) and self.n >= 2
         _require(ok_n, "Design", "n", "an integer >= 2", self.n)

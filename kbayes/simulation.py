@@ -117,10 +117,10 @@ def _draw_arrays(design: Design, truth: Truth, rng: np.random.Generator) -> dict
     v = th["v_sigma"] * (th["uv_rho"] * z[0] + np.sqrt(1 - th["uv_rho"] ** 2) * z[1])
     covariates = {name: _draw_covariate(how, n, r_cov)
                   for name, how in sorted(d.covariates.items())}  # fmt: skip
-    factors = {"c": c, "m": m, "p": p} | {  # numeric: about the mean; categorical: levels
-        COVARIATE_PREFIX + name: (x if x.dtype == object else x - d.covariates[name][0])[:, None]
-        for name, x in covariates.items()
-    }
+    factors = {"c": c, "m": m, "p": p}
+    for name, x in covariates.items():  # numeric: about the design mean; categorical: levels
+        how = d.covariates[name]
+        factors[COVARIATE_PREFIX + name] = (x if isinstance(how, dict) else x - how[0])[:, None]
     delta = (
         linear_predictor(spec, "glutamate", th, factors)
         + covariate_effects(design, truth, "glutamate", factors)

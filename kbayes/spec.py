@@ -10,6 +10,7 @@ is documented in ``models/README.md``. Every problem in a file is reported in on
 from __future__ import annotations
 
 import ast
+import copy
 import functools
 import hashlib
 import json
@@ -192,7 +193,7 @@ class ModelSpec:
                 base = effects[how["reference"]] if treatment else np.mean(list(effects.values()))
             for j, level in enumerate(self.categorical[covariate]):
                 level_value = effects[level] - base if isinstance(value, Mapping) else value[..., j]
-                out[f"{name}_{level}"] = level_value
+                out[level_name(name, level)] = level_value
         return out
 
     @property
@@ -237,35 +238,29 @@ class ModelSpec:
     def with_priors(self, **priors: Prior | Mapping) -> ModelSpec:
         """A new spec (new hash) with these priors replaced or added, e.g.
         ``spec.with_priors(beta_N=Prior("Normal", mu=0, sigma=0.02))``."""
-        source = json.loads(json.dumps(self.source))
         tables = {k: prior_table(v) if isinstance(v, Prior) else dict(v) for k, v in priors.items()}
-        source["priors"] = {**source.get("priors", {}), **tables}
-        return parse_spec(source, origin=self.name)
+        return self._changed(priors=tables)
 
     def with_terms(self, **terms: list[str] | str) -> ModelSpec:
         """A new spec (new hash) with these levels' terms replaced (a list or a formula,
         ``spec.with_terms(improvement="... + age")``: ``...`` stands for the current terms)."""
-        source = json.loads(json.dumps(self.source))
-        source["terms"] = extend_terms(source.get("terms", {}), terms)
-        return parse_spec(source, origin=self.name)
+        return self._changed(terms=terms)
 
     def with_covariates(self, **settings: Mapping[str, Any]) -> ModelSpec:
         """A new spec (new hash) with these ``[covariates.NAME]`` tables replaced or added,
         e.g. ``spec.with_covariates(site={"levels": ["A", "B"], "coding": "sum"})``."""
-        source = json.loads(json.dumps(self.source))
-        source["covariates"] = {**source.get("covariates", {}), **settings}
-        return parse_spec(source, origin=self.name)
+        return self._changed(covariates=settings)
+
+    def _changed(self, **tables: Mapping[str, Any]) -> ModelSpec:
+        """This spec with ``tables`` merged in as a spec that extends it merges its own."""
+        kept = {k: self.source[k] for k in ("name", "description") if k in self.source}
+        return parse_spec(_extend(copy.deepcopy(self.source), kept | tables), origin=self.name)
 
     def parameters(self) -> set[str]:
         """Names available to estimand expressions (before constants and derived values):
         the priors' variables, their hyperpriors' (``u_sigma``), the levels' parameters and
         outputs, the coefficients and a categorical coefficient's levels."""
-        names = set(self.priors) | {
-            f"{name}_{key}"
-            for name, prior in self.priors.items()
-            for key, value in prior.parameters.items()
-            if isinstance(value, Prior)
-        }
+        names = set(self.priors) | hyperprior_names(self.priors)
         for level in self.levels:
             names.update(LEVEL_PARAMETERS[level], LEVEL_OUTPUTS.get(level, ()))
             names.update(self.coefficient(level, t) for t in self.terms.get(level, ()))
@@ -286,6 +281,17 @@ class ModelSpec:
     def to_toml_dict(self) -> dict:
         """The spec as plain data (what was parsed), e.g. to store in a result."""
         return self.source
+
+
+def hyperprior_names(priors: Mapping[str, Prior]) -> set[str]:
+    """The variables of the priors' hyperpriors (``u_sigma``: the SD of ``u``)."""
+    return {f"{name}_{key}" for name, prior in priors.items()
+            for key, value in prior.parameters.items() if isinstance(value, Prior)}  # fmt: skip
+
+
+def level_name(coefficient: str, level: str) -> str:
+    """The name estimands give one coded level of a categorical coefficient (``gamma_site_B``)."""
+    return f"{coefficient}_{level}"
 
 
 # --- expressions -----------------------------------------------------------------------
@@ -577,12 +583,10 @@ def parse_spec(source: dict, origin: str = "<dict>") -> ModelSpec:
         if k not in UNIT_KEYS or not isinstance(v, str)
     ]
     outputs = {o for lv in levels for o in LEVEL_OUTPUTS.get(lv, ())}
-    hyper = {f"{name}_{key}" for name, prior in priors.items()  # u_sigma: the SD of u
-             for key, value in prior.parameters.items() if isinstance(value, Prior)}  # fmt: skip
-    known = needed | outputs | set(constants) | stage1_params | hyper
+    known = needed | outputs | set(constants) | stage1_params | hyperprior_names(priors)
     if "improvement" in levels and source.get("likelihood", "student_t") == "normal":
         known.add("nu")  # inf: a normal likelihood is the Student-t's limit
-    known |= {f"{name}_{level}" for name, dims in coefficient_dims.items()  # gamma_site_B
+    known |= {level_name(name, level) for name, dims in coefficient_dims.items()
               for level in covariates[dims[0]].get("levels", ())
               if level != covariates[dims[0]]["reference"]}  # fmt: skip
     derived = {}

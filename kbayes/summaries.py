@@ -15,6 +15,7 @@ import pandas as pd
 import xarray as xr
 
 from kbayes.results import estimand_names, result_spec
+from kbayes.spec import level_name
 
 _UNITLESS = {"", "proportion", "probability", "odds ratio"}
 
@@ -158,7 +159,8 @@ def covariate_effects(idata: xr.DataTree, *, ci_prob: float | None = None) -> pd
         attrs = post[name].attrs
         for level in spec.categorical[covariate]:
             label = f"{attrs.get('label', name)}: {level}"
-            ds[f"{name}_{level}"] = by_level[f"{name}_{level}"].assign_attrs(attrs, label=label)
+            key = level_name(name, level)
+            ds[key] = by_level[key].assign_attrs(attrs, label=label)
     tree = xr.DataTree.from_dict({"posterior": ds})
     tree.attrs = dict(idata.attrs)
     return estimands(tree, ci_prob=ci_prob, var_names=list(ds.data_vars))

@@ -79,3 +79,8 @@ def test_categorical_design_covariates_and_effects_are_validated():
     assert Truth(effects={"gamma_site": {"B": 2}}).params["gamma_site"] == {"B": 2.0}
     with pytest.raises(ValueError, match=r"effects\['gamma_site'\].*finite"):
         Truth(effects={"gamma_site": {"B": np.inf}})
+
+
+def test_a_categorical_design_covariate_cannot_take_a_table_column_name():
+    with pytest.raises(ValueError, match="names other than participant, sex"):
+        Design(covariates={"sex": {"f": 0.5, "m": 0.5}})
