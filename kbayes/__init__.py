@@ -33,7 +33,7 @@ from kbayes.rules import GoNoGo, Rule
 from kbayes.sampling import fit
 from kbayes.simulation import load_example, simulate
 from kbayes.spec import ModelSpec, builtin_specs, load_spec
-from kbayes.summaries import covariate_effects, estimands
+from kbayes.summaries import answers, covariate_effects, estimands
 
 __version__ = version("kbayes")
 
@@ -69,6 +69,7 @@ __all__ = [
     "Truth",
     "Verdict",
     "__version__",
+    "answers",
     "builtin_specs",
     "calibrate",
     "check",

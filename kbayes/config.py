@@ -62,6 +62,18 @@ class TrialConfig:
         """The pretreatment under study, coded 1."""
         return self.conditions[1]
 
+    @property
+    def label_names(self) -> dict[str, str]:
+        """What spec labels, units and questions fill in: ``{active}``, ``{reference}``,
+        ``{metabolite}``, ``{scale}`` and ``{drug}``."""
+        return {
+            "active": self.active,
+            "reference": self.reference,
+            "metabolite": self.metabolite,
+            "scale": self.scale,
+            "drug": self.drug,
+        }
+
     def item_columns(self, visit: str) -> list[str]:
         """Names of the item-score columns for ``visit`` ("baseline" or "day1")."""
         return [f"{visit}_item{k}" for k in range(1, self.n_items + 1)]

@@ -52,11 +52,12 @@ import xarray as xr
 from matplotlib.figure import Figure
 
 from kbayes import plots
+from kbayes.config import TrialConfig
 from kbayes.data import TrialData
 from kbayes.diagnostics import Verdict, check
-from kbayes.results import estimand_names, trial_config
+from kbayes.results import estimand_names, result_spec, trial_config
 from kbayes.spec import MODELS_DIR, builtin_specs, load_spec
-from kbayes.summaries import covariate_effects, estimands
+from kbayes.summaries import answers, covariate_effects, estimands
 
 #: Section ids, in report order.
 SECTIONS = ("summary", "data", "spec", "verdict", "estimands", "sensitivity", "plots", "versions")
@@ -263,11 +264,18 @@ def _summary_section(
     except ValueError:
         table = None
     if table is not None:
-        headline = [n for n in plots.headline_estimands(idata) if n in table.index]
-        s.parts += [("p", "The trial's questions, answered by the posterior:"),
-                    ("ul", [table.loc[n, "text"] for n in headline])]  # fmt: skip
-        if len(headline) < len(table):
-            s.parts.append(("p", f"{len(table) - len(headline)} more estimands below."))
+        asked = answers(idata) if "spec" in idata.attrs else pd.DataFrame(columns=["estimand"])
+        headline = [n for n in plots.headline_estimands(idata)
+                    if n in table.index and n not in set(asked["estimand"])]  # fmt: skip
+        if len(asked):
+            s.parts += [("p", "The trial's questions, answered by the posterior:"),
+                        ("ul", list(asked["text"]))]  # fmt: skip
+        if headline:
+            s.parts += [("p", "Headline estimands:" if len(asked) else "The headline estimands:"),
+                        ("ul", [table.loc[n, "text"] for n in headline])]  # fmt: skip
+        shown = len(headline) + asked["estimand"].nunique()
+        if shown < len(table):
+            s.parts.append(("p", f"{len(table) - shown} more estimands below."))
         s.parts.append(("p", (
             f"How to read them: the {100 * table.attrs['ci_prob']:g} % HDI is the narrowest "
             f"range holding {100 * table.attrs['ci_prob']:g} % of the posterior probability; "
@@ -275,11 +283,12 @@ def _summary_section(
             "ROPE is the spec's range of effects too small to matter."
         )))  # fmt: skip
         if sensitivity is not None:
-            hit = [n for n in headline if sensitivity.loc[n, "diagnosis"] != "✓"]
+            quoted = [*dict.fromkeys(asked["estimand"]), *headline]
+            hit = [n for n in quoted if sensitivity.loc[n, "diagnosis"] != "✓"]
             s.parts.append(("p", (
-                f"Prior sensitivity: {', '.join(hit)} still depend on the prior (see Prior "
-                "sensitivity)." if hit else "Prior sensitivity: none of these depends on "
-                "the prior beyond the diagnostic's threshold."
+                f"Prior sensitivity: {', '.join(hit)} still depend{'s' * (len(hit) == 1)} on "
+                "the prior (see Prior sensitivity)." if hit else "Prior sensitivity: none of "
+                "these depends on the prior beyond the diagnostic's threshold."
             )))  # fmt: skip
     ok = {"ok": "the numbers can be used", "warn": "read the warnings under Convergence",
           "fail": "the numbers are not yet trustworthy"}[verdict.status]  # fmt: skip
@@ -510,6 +519,8 @@ def _plot_section(idata: xr.DataTree, dpi: int, sensitivity: pd.DataFrame | None
                 fig, caption = plots.plot_prior_sensitivity(idata, flagged), f"{caption}: flagged"
             else:
                 fig = plot(idata)
+            if name == "prior-predictive":
+                caption += _impossible_share(idata)
         except ValueError as exc:
             skipped.append(f"{caption}: {exc}")
             continue
@@ -517,6 +528,21 @@ def _plot_section(idata: xr.DataTree, dpi: int, sensitivity: pd.DataFrame | None
     if skipped:
         s.parts += [("p", "Not shown:"), ("ul", skipped)]
     return s
+
+
+def _impossible_share(idata: xr.DataTree) -> str:
+    """How much of the prior predictive is impossible: fMRS ratios below 0, day-1 scores
+    outside 0..score_max; e.g. ". Here 18.0 % of the ratios are below 0"."""
+    pp, said = idata.prior_predictive, []
+    if "glx" in pp:
+        said.append(f"{100 * float((pp['glx'] < 0).mean()):.1f} % of the fMRS ratios are below 0")
+    center = result_spec(idata).constants.get("baseline_center")
+    if "improvement" in pp and "baseline_c" in idata.constant_data and center is not None:
+        top = trial_config(idata).get("score_max", TrialConfig().score_max)
+        day1 = idata.constant_data["baseline_c"] + center - pp["improvement"]
+        share = 100 * float(((day1 < 0) | (day1 > top)).mean())
+        said.append(f"{share:.1f} % of the day-1 scores are outside 0 to {top}")
+    return f". Here {' and '.join(said)}" if said else ""
 
 
 def _version_section(idata: xr.DataTree) -> _Section:

@@ -413,7 +413,7 @@ def add_estimands(idata: xr.DataTree, spec: ModelSpec, data: TrialData) -> None:
     the term coefficients (the term registry's labels) and give their units."""
     post = idata.posterior.to_dataset()
     values = spec.estimand_values({k: post[k] for k in post.data_vars})
-    names = _config_names(data)
+    names = spec.constants | data.config.label_names
     units = spec.term_units()
     for name, label in spec.term_labels().items():
         post[name].attrs["label"] = _capitalise(label.format(**names))
@@ -425,17 +425,6 @@ def add_estimands(idata: xr.DataTree, spec: ModelSpec, data: TrialData) -> None:
             estimand=1,
         )
     idata["posterior"] = xr.DataTree(post)
-
-
-def _config_names(data: TrialData) -> dict[str, str]:
-    cfg = data.config
-    return {
-        "active": cfg.active,
-        "reference": cfg.reference,
-        "metabolite": cfg.metabolite,
-        "scale": cfg.scale,
-        "drug": cfg.drug,
-    }
 
 
 def result_attrs(spec: ModelSpec, data: TrialData, *, seed: int, sampler: str) -> dict[str, Any]:

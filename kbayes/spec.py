@@ -15,6 +15,7 @@ import functools
 import hashlib
 import json
 import math
+import string
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from typing import Any
 import numpy as np
 from pymc_extras.prior import Prior
 
+from kbayes.config import TrialConfig
 from kbayes.errors import SpecError
 from kbayes.terms import (
     LEVEL_UNITS,
@@ -84,6 +86,7 @@ TOP_KEYS = {
     "priors": dict,
     "derived": dict,
     "estimands": dict,
+    "questions": list,
 }
 ESTIMAND_KEYS = {"expr", "label", "unit", "rope", "thresholds"}
 #: Keys of ``[units]``: the TrialConfig names whose units a spec's numbers are in.
@@ -98,7 +101,8 @@ class Estimand:
     """A named posterior quantity: ``expr`` over parameters, constants and derived values.
 
     ``label`` and ``unit`` may hold ``{active}``, ``{reference}``, ``{metabolite}``,
-    ``{scale}`` and ``{drug}``, filled from the trial's :class:`~kbayes.TrialConfig`.
+    ``{scale}`` and ``{drug}``, filled from the trial's :class:`~kbayes.TrialConfig`, and
+    the spec's constants (``{remission_score:g}``).
     """
 
     name: str
@@ -107,6 +111,18 @@ class Estimand:
     unit: str
     rope: tuple[float, float] | None = None
     thresholds: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True)
+class Question:
+    """One of the trial's questions, answered yes by ``estimand`` being below (``below``) or
+    above ``threshold`` (a spec's ``[[questions]]`` entry, ``yes_if = "< 0"``). ``ask`` may
+    hold the placeholders of :class:`Estimand` labels."""
+
+    ask: str
+    estimand: str
+    below: bool
+    threshold: float
 
 
 @dataclass(frozen=True)
@@ -138,6 +154,8 @@ class ModelSpec:
     #: The metabolite and rating scale (TrialConfig names) whose units the constants, priors
     #: and ROPEs are in (``[units]``); a trial named otherwise is refused.
     units: dict[str, str] = field(default_factory=dict)
+    #: The trial's questions, answered in words in the report's summary.
+    questions: tuple[Question, ...] = ()
 
     @property
     def categorical(self) -> dict[str, tuple[str, ...]]:
@@ -606,6 +624,8 @@ def parse_spec(source: dict, origin: str = "<dict>") -> ModelSpec:
             if k not in ESTIMAND_KEYS
         ]
         errors += [f"{where}.{k}: missing" for k in ("label", "unit") if k not in table]
+        errors += [e for k in ("label", "unit") for e in
+                   _check_placeholders(f"{where}.{k}", table.get(k, ""), constants)]  # fmt: skip
         expr = table.get("expr", key)
         errors += _check_expr(f"{where}.expr", expr, known)
         rope = table.get("rope")
@@ -620,6 +640,7 @@ def parse_spec(source: dict, origin: str = "<dict>") -> ModelSpec:
             thresholds=tuple(float(t) for t in table.get("thresholds", ())),
         )
         known.add(key)
+    questions = _questions(source.get("questions", []), estimands, constants, errors)
     if errors:
         raise SpecError(f"spec {origin}:\n  " + "\n  ".join(errors))
     return ModelSpec(
@@ -644,7 +665,46 @@ def parse_spec(source: dict, origin: str = "<dict>") -> ModelSpec:
         covariates=covariates,
         defaulted=tuple(defaulted),
         units=dict(units),
+        questions=questions,
     )
+
+
+def _questions(
+    entries: list, estimands: dict, constants: dict, errors: list[str]
+) -> tuple[Question, ...]:
+    """The ``[[questions]]`` entries, each ``ask``, ``estimand`` and ``yes_if = "< t"`` or
+    ``"> t"``; problems appended to ``errors``."""
+    questions = []
+    for i, entry in enumerate(entries):
+        where = f"questions[{i}]"
+        if not isinstance(entry, dict) or set(entry) != {"ask", "estimand", "yes_if"}:
+            errors.append(f"{where}: expected a table with exactly ask, estimand and yes_if")
+            continue
+        if entry["estimand"] not in estimands:
+            errors.append(f"{where}.estimand: {entry['estimand']!r} is not an estimand")
+        op, _, number = str(entry["yes_if"]).strip().partition(" ")
+        try:
+            threshold = float(number)
+        except ValueError:
+            threshold = math.nan
+        if op not in ("<", ">") or not math.isfinite(threshold):
+            errors.append(f"{where}.yes_if: expected '< number' or '> number', got "
+                          f"{entry['yes_if']!r}")  # fmt: skip
+            continue
+        errors += _check_placeholders(f"{where}.ask", entry["ask"], constants)
+        questions.append(Question(str(entry["ask"]), entry["estimand"], op == "<", threshold))
+    return tuple(questions)
+
+
+def _check_placeholders(where: str, text: Any, constants: dict) -> list[str]:
+    """Problems with the ``{name}`` placeholders of a label, unit or question."""
+    allowed = set(TrialConfig().label_names) | set(constants)
+    try:
+        names = {f for _, f, _, _ in string.Formatter().parse(str(text)) if f is not None}
+    except ValueError as exc:
+        return [f"{where}: cannot read {text!r}: {exc}"]
+    return [f"{where}: {{{n}}} is neither a trial name ({', '.join(TrialConfig().label_names)}) "
+            f"nor a constant of this spec" for n in sorted(names - allowed)]  # fmt: skip
 
 
 def _check_expr(where: str, expr: Any, known: set[str]) -> list[str]:

@@ -14,10 +14,21 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from kbayes.results import estimand_names, result_spec
+from kbayes.config import TrialConfig
+from kbayes.results import estimand_names, result_spec, trial_config
 from kbayes.spec import level_name
 
 _UNITLESS = {"", "proportion", "probability", "odds ratio"}
+#: Words for the posterior probability of "yes", each from its probability up.
+ANSWER_WORDS: tuple[tuple[float, str], ...] = (
+    (0.99, "Almost certainly yes"),
+    (0.95, "Very probably yes"),
+    (0.80, "Probably yes"),
+    (0.20, "Unclear"),
+    (0.05, "Probably not"),
+    (0.01, "Very probably not"),
+    (0.0, "Almost certainly not"),
+)
 
 
 def estimands(
@@ -164,6 +175,45 @@ def covariate_effects(idata: xr.DataTree, *, ci_prob: float | None = None) -> pd
     tree = xr.DataTree.from_dict({"posterior": ds})
     tree.attrs = dict(idata.attrs)
     return estimands(tree, ci_prob=ci_prob, var_names=list(ds.data_vars))
+
+
+def answers(idata: xr.DataTree, *, ci_prob: float | None = None) -> pd.DataFrame:
+    """The spec's questions (``[[questions]]``) answered in words from the posterior.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per question, in the spec's order: ``question`` (with the trial's names),
+        ``estimand``, ``p_yes`` (the posterior probability of the side that answers yes),
+        ``answer`` (``p_yes`` to two decimals in words, :data:`ANSWER_WORDS`) and ``text``:
+        the question, the answer, ``p_yes`` and the estimand's sentence (:func:`estimands`),
+        with a note when half the posterior or more lies in the ROPE. Empty without questions.
+
+    Examples
+    --------
+    >>> kb.answers(idata).loc[0, "text"]  # doctest: +SKIP
+    'Did naltrexone reduce the Glx/tNAA rise during ketamine? Probably yes (P(< 0) = 0.94).
+    Naltrexone effect on the Glx/tNAA change, averaged over sexes: -0.020 ...'
+    """
+    spec = result_spec(idata)
+    names = spec.constants | TrialConfig(**trial_config(idata)).label_names
+    table = estimands(idata, ci_prob=ci_prob) if spec.questions else None
+    rows = []
+    for q in spec.questions:
+        draws = idata.posterior[q.estimand].to_numpy().ravel()
+        p_yes = float((draws < q.threshold).mean() if q.below else (draws > q.threshold).mean())
+        answer = next(words for low, words in ANSWER_WORDS if round(p_yes, 2) >= low)
+        question = q.ask.format(**names)
+        side = f"P({'<' if q.below else '>'} {q.threshold:g}) {_prob(p_yes)}"
+        text = f"{question} {answer} ({side}). {table.loc[q.estimand, 'text']}"
+        in_rope = table.loc[q.estimand, "in_rope_pct"]
+        if in_rope >= 50:
+            text += (
+                f" {in_rope:.0f} % of it lies in the ROPE: the effect may be too small to matter."
+            )
+        rows.append({"question": question, "estimand": q.estimand, "p_yes": p_yes,
+                     "answer": answer, "text": text})  # fmt: skip
+    return pd.DataFrame(rows, columns=["question", "estimand", "p_yes", "answer", "text"])
 
 
 def _p_col(threshold: float) -> str:

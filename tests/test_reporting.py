@@ -20,6 +20,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+import kbayes as kb
 from kbayes.reporting import SECTIONS, report
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -173,6 +174,25 @@ def test_the_summary_comes_first_in_words(reports, joint_example_fit):
     assert "Naltrexone effect on the Glx/tNAA change, averaged over sexes: " in summary
     assert "95 % HDI" in summary and "Sampling check:" in summary
     assert "kept with a note: " in summary and "(one period only)" in summary
+    # the spec's questions first, answered in words (kb.answers), each once
+    for row in kb.answers(joint_example_fit).itertuples():
+        assert summary.count(row.text) == 1
+    assert "Did naltrexone reduce the Glx/tNAA rise during ketamine? " in summary
+
+
+def test_the_prior_predictive_caption_measures_the_impossible_values(reports, joint_example_fit):
+    """The caption quotes the share of prior-predictive ratios below 0 and day-1 scores
+    outside 0..60, recomputed here."""
+    text = html.unescape(reports["html"].read_text())
+    pp, cd = joint_example_fit.prior_predictive, joint_example_fit.constant_data
+    below = 100 * float((pp["glx"] < 0).mean())
+    day1 = cd["baseline_c"] + 30 - pp["improvement"]
+    outside = 100 * float(((day1 < 0) | (day1 > 60)).mean())
+    assert below > 1  # the wide default priors do put mass there
+    assert (
+        f"Here {below:.1f} % of the fMRS ratios are below 0 and {outside:.1f} % of the day-1 "
+        "scores are outside 0 to 60" in text
+    )
 
 
 def test_tables_have_readable_headers_a_glossary_and_their_csv(reports):

@@ -352,7 +352,7 @@ def test_estimand_values_follow_their_expressions():
     assert est["ntx_glu"] == p["beta_N"]
     assert est["ntx_glu_male"] == pytest.approx(p["beta_N"] + 0.5 * p["beta_NM"])
     assert est["ntx_glu_female"] == pytest.approx(p["beta_N"] - 0.5 * p["beta_NM"])
-    assert est["slope_placebo"] == pytest.approx(p["gamma_D"] / 0.05)
+    assert est["slope_placebo"] == pytest.approx(0.01 * p["gamma_D"] / 0.05)  # per 0.01
     # d1 - d0 = beta_N / delta_scale; total = direct + indirect
     total = (
         p["gamma_N"]
@@ -557,3 +557,41 @@ def test_response_and_remission_estimands_agree_with_simulated_sessions():
             se = np.sqrt(share * (1 - share) / rows.sum())
             assert abs(expected[f"{name}_{condition}"] - share) < 4 * se, (name, condition)
     assert expected["response_rd"] < 0 and expected["response_or"] < 1  # gamma_N < 0
+
+
+@pytest.mark.parametrize(
+    ("questions", "pattern"),
+    [
+        ([{"ask": "Q?", "estimand": "nope", "yes_if": "< 0"}], r"questions\[0\]\.estimand: 'nope'"),
+        ([{"ask": "Q?", "estimand": "ntx_glu", "yes_if": "negative"}], r"questions\[0\]\.yes_if"),
+        ([{"ask": "Q?", "estimand": "ntx_glu", "yes_if": "<= 0"}], r"questions\[0\]\.yes_if"),
+        ([{"ask": "Q?", "estimand": "ntx_glu"}], r"questions\[0\]: expected a table with exactly"),
+        (
+            [{"ask": "Did {actve} work?", "estimand": "ntx_glu", "yes_if": "< 0"}],
+            r"questions\[0\]\.ask: \{actve\} is neither a trial name",
+        ),
+    ],
+)
+def test_bad_questions_are_named(questions, pattern):
+    with pytest.raises(kb.SpecError, match=pattern):
+        parse_spec(builtin_source("joint") | {"questions": questions})
+
+
+def test_questions_parse_in_order_with_their_side():
+    """joint's questions: in file order, each naming an estimand and the side that says yes."""
+    spec = kb.load_spec("joint")
+    assert [q.estimand for q in spec.questions][:2] == ["ntx_glu", "ntx_imp_total"]
+    slope = next(q for q in spec.questions if q.estimand == "slope_placebo")
+    assert (slope.below, slope.threshold) == (False, 0.0)
+    assert all(q.estimand in spec.estimands for q in spec.questions)
+
+
+def test_label_placeholders_must_be_trial_names_or_constants():
+    """A typo in a label's placeholder is a SpecError at parse time, not a KeyError after the
+    fit; a constant (with a format spec) is allowed."""
+    src = builtin_source("joint")
+    src["estimands"]["ntx_glu"] = src["estimands"]["ntx_glu"] | {"label": "{metabolit} effect"}
+    with pytest.raises(kb.SpecError, match=r"estimands\.ntx_glu\.label: \{metabolit\}"):
+        parse_spec(src)
+    src["estimands"]["ntx_glu"]["label"] = "effect per {slope_step:g} units"
+    assert parse_spec(src).estimands["ntx_glu"].label == "effect per {slope_step:g} units"

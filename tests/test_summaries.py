@@ -146,3 +146,60 @@ def test_errors_name_the_problem(example_fit):
     )
     with pytest.raises(ValueError, match="no estimands"):
         estimands(no_estimands)
+
+
+def _answered(p_yes: float, *, sd: float = 1.0) -> xr.DataTree:
+    """The improvement spec's result with ntx_imp_direct ~ Normal(m, sd), P(< 0) = p_yes (its
+    question's yes side), as exact quantiles in 4 chains."""
+    loc = -sd * stats.norm.ppf(p_yes)
+    q = stats.norm.ppf((np.arange(4000) + 0.5) / 4000, loc=loc, scale=sd)
+    draws = np.random.default_rng(2).permutation(q).reshape(4, 1000)
+    attrs = {"label": "Direct effect", "unit": "MADRS points", "estimand": 1}
+    post = xr.Dataset(
+        {name: (("chain", "draw"), draws, attrs) for name in ("ntx_imp_direct", "slope_placebo")}
+    )
+    tree = xr.DataTree.from_dict({"posterior": post})
+    tree.attrs["spec"] = json.dumps(kb.load_spec("improvement").source)
+    return tree
+
+
+@pytest.mark.parametrize(
+    ("p_yes", "words"),
+    [
+        (0.998, "Almost certainly yes"),
+        (0.97, "Very probably yes"),
+        (0.85, "Probably yes"),
+        (0.5, "Unclear"),
+        (0.12, "Probably not"),
+        (0.03, "Very probably not"),
+        (0.002, "Almost certainly not"),
+    ],
+)
+def test_answers_put_the_probability_of_yes_in_words(p_yes, words):
+    """The spec's question about ntx_imp_direct (yes if < 0) is answered by P(< 0) in the
+    words of ANSWER_WORDS, with the trial's names and the estimand's sentence."""
+    table = kb.answers(_answered(p_yes))
+    row = table.set_index("estimand").loc["ntx_imp_direct"]
+    assert row["p_yes"] == pytest.approx(p_yes, abs=1 / 4000)
+    assert row["answer"] == words
+    assert row["question"] == (
+        "Did naltrexone reduce the day-1 improvement at the same Glx/tNAA change?"
+    )
+    sentence = estimands(_answered(p_yes)).loc["ntx_imp_direct", "text"]
+    assert row["text"].startswith(f"{row['question']} {words} (P(< 0) ")
+    assert sentence in row["text"]
+
+
+def test_answers_follow_the_spec_and_note_the_rope():
+    """Questions in the spec's order, the slope's yes on the other side (> 0); a posterior
+    half or more inside the ROPE says so; a spec without questions gives an empty table."""
+    tree = _answered(0.6, sd=0.5)  # ntx_imp_direct's ROPE is [-2, 2]: almost all inside
+    table = kb.answers(tree)
+    assert table["estimand"].tolist() == ["ntx_imp_direct", "slope_placebo"]
+    assert table.loc[1, "p_yes"] == pytest.approx(0.4, abs=1 / 4000)  # P(> 0)
+    assert table.loc[0, "text"].endswith(
+        "% of it lies in the ROPE: the effect may be too small to matter."
+    )
+    assert "may be too small" not in table.loc[1, "text"]  # no ROPE on the slope
+    none = _with_spec(tree, questions=[])
+    assert kb.answers(none).empty
