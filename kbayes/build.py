@@ -161,8 +161,11 @@ def coded_arrays(
             )
         arrays |= {"mrs_session": mrs_session, "g": g, "glx_observed": glx_ratio,
                    "glx_se": np.where(unreported, 0.0, crlb) / 100 * glx_ratio}  # fmt: skip
-    if "improvement" in spec.levels:
-        arrays["improvement_observed"] = madrs_baseline - madrs_day1
+    if "improvement" in spec.levels:  # one rating per session with a day-1 score
+        rated = np.flatnonzero(~np.isnan(np.asarray(madrs_day1, float)))
+        coords["rating"] = [labels[k] for k in rated]
+        arrays["rating_session"] = rated.astype(np.int64)
+        arrays["improvement_observed"] = (madrs_baseline - madrs_day1)[rated]
         arrays["baseline_c"] = madrs_baseline - spec.constants["baseline_center"]
         if spec.delta != "latent":
             obs = session_change(mrs_session, g, glx_ratio, len(labels)) if dglx is None else dglx
@@ -278,20 +281,22 @@ def coded_covariate(how: Mapping[str, Any], values: np.ndarray) -> np.ndarray:
 def _item_arrays(
     cfg: TrialConfig, s: pd.DataFrame, sessions: list[str], arrays: dict
 ) -> dict[str, list]:
-    """Long-format item scores (session x visit x item) into ``arrays``; returns coords."""
+    """Long-format item scores (session x visit x item, the scores given) into ``arrays``;
+    returns coords."""
     if not set(cfg.item_columns("baseline") + cfg.item_columns("day1")) <= set(s):
         raise DataError(
             f"table 'sessions': the item-level model needs the item columns "
             f"{cfg.item_columns('baseline')[0]}..{cfg.item_columns('day1')[-1]}, which are absent"
         )
-    scores = np.stack([s[cfg.item_columns(v)].to_numpy(np.int64) for v in ("baseline", "day1")], 1)
+    scores = np.stack([s[cfg.item_columns(v)].to_numpy(float) for v in ("baseline", "day1")], 1)
     n_items = scores.shape[2]
-    idx = np.indices(scores.shape).reshape(3, -1)
+    rated = ~np.isnan(scores.reshape(-1))  # a day-1 rating not made: its items are missing
+    idx = np.indices(scores.shape).reshape(3, -1)[:, rated]
     arrays |= {
         "item_session": idx[0].astype(np.int64),
         "item_visit": idx[1].astype(float),
         "item_index": idx[2].astype(np.int64),
-        "item_score": scores.reshape(-1),
+        "item_score": scores.reshape(-1)[rated].astype(np.int64),
     }
     names = [f"item{k}" for k in range(1, n_items + 1)]
     obs = [f"{sessions[a]}/{('baseline', 'day1')[b]}/{names[c]}" for a, b, c in idx.T]
@@ -536,20 +541,21 @@ def _improvement_level(spec: ModelSpec, d: dict, delta, v, layout: LatentLayout)
     dtilde = standardised_change(spec, source)
     factors = {"c": c, "m": m, "p": p, "dtilde": dtilde, "baseline_c": d["baseline_c"],
                **_covariates(d)}  # fmt: skip
-    mu = _linear(spec, "improvement", factors) + v[pi]
+    rs = d["rating_session"]  # the sessions with a day-1 rating: the others' improvement is
+    mu = (_linear(spec, "improvement", factors) + v[pi])[rs]  # missing, integrated out
     sigma_y = spec.priors["sigma_y"].create_variable("sigma_y")
     nu = spec.priors["nu"].create_variable("nu") if spec.likelihood == "student_t" else None
     through_delta = layout.delta and spec.delta == "latent"
     if not (through_delta or layout.v is not None):
-        obs = {"observed": d["improvement_observed"], "dims": "session"}
+        obs = {"observed": d["improvement_observed"], "dims": "rating"}
         if nu is not None:
             pm.StudentT("improvement", nu=nu, mu=mu, sigma=sigma_y, **obs)
         else:
             pm.Normal("improvement", mu=mu, sigma=sigma_y, **obs)
         return None
     weight = scale_mixture_weights(nu) if nu is not None else 1.0
-    omega = weight / sigma_y**2 + pt.zeros_like(c)
     resid = d["improvement_observed"] - mu
+    omega = weight / sigma_y**2 + pt.zeros_like(resid)
     n, k = pm.modelcontext(None).dim_lengths["participant"], layout.size
     row = [pt.zeros_like(c) for _ in range(k)]  # d mean / d x, per session
     if through_delta:
@@ -564,8 +570,9 @@ def _improvement_level(spec: ModelSpec, d: dict, delta, v, layout: LatentLayout)
         row = [row[i] + slope / scale * in_slot[:, i] for i in range(k)]
     if layout.v is not None:
         row[layout.v] = pt.ones_like(c)
-    H = [[segment_sum(omega * row[i] * row[j], pi, n) for j in range(k)] for i in range(k)]
-    h = [segment_sum(omega * resid * row[i], pi, n) for i in range(k)]
+    row, pr = [r[rs] for r in row], pi[rs]  # per rating
+    H = [[segment_sum(omega * row[i] * row[j], pr, n) for j in range(k)] for i in range(k)]
+    h = [segment_sum(omega * resid * row[i], pr, n) for i in range(k)]
     logp = (-0.5 * omega * resid**2 + 0.5 * pt.log(omega / (2 * np.pi))).sum()
     return logp, Quadratic(H, h)
 
@@ -630,7 +637,8 @@ _DIMS = {
     "c": "session",
     "m": "session",
     "p": "session",
-    "improvement_observed": "session",
+    "improvement_observed": "rating",
+    "rating_session": "rating",
     "baseline_c": "session",
     "dglx_obs": "session",
     "session_period": "session",

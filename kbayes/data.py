@@ -327,6 +327,11 @@ class TrialData:
             f"{complete} of {n_p} participants have a session in each of the {periods} periods; "
             f"{fewer} {'has' if fewer == 1 else 'have'} fewer.",
         ]
+        unrated = int(self.sessions["madrs_day1"].isna().sum())
+        if unrated:
+            lines.append(f"{unrated} of {len(self.sessions)} sessions have no day-1 rating: "
+                         "their fMRS data are used, their improvement is missing at random "
+                         "given the model.")  # fmt: skip
         for name in self._covariate_columns():
             column = self.participants[name]
             if not pd.api.types.is_numeric_dtype(column):

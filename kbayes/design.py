@@ -155,6 +155,9 @@ class Design:
         paper). Must be in [0, 1).
     block_missing : float, default 0.02
         Probability that a block is missing (its row is absent). Assumption.
+    rating_missing : float, default 0.0
+        Probability that a session's day-1 rating is missing (its ``madrs_day1`` empty; its
+        fMRS blocks kept), completely at random. Must be in [0, 1).
     baseline_mean, baseline_sd, baseline_session_sd : float, default 32, 5, 3
         Baseline score: participant mean and SD, and visit-to-visit SD (points). Assumption
         (moderate-to-severe depression).
@@ -184,6 +187,7 @@ class Design:
     crlb_sd_log: float = 0.3
     dropout: float = 0.05
     block_missing: float = 0.02
+    rating_missing: float = 0.0
     baseline_mean: float = 32.0
     baseline_sd: float = 5.0
     baseline_session_sd: float = 3.0
@@ -224,13 +228,16 @@ class Design:
         for name in ("sigma_mrs", "crlb_sd_log", "baseline_sd", "baseline_session_sd"):
             _require(getattr(self, name) >= 0, "Design", name, ">= 0", getattr(self, name))
         _require(self.crlb_median > 0, "Design", "crlb_median", "> 0", self.crlb_median)
-        for name in ("dropout", "block_missing"):
+        for name in ("dropout", "block_missing", "rating_missing"):
             _require(0 <= getattr(self, name) < 1, "Design", name, "in [0, 1)", getattr(self, name))
         ok_b = 0 <= self.baseline_mean <= cfg.score_max
         _require(ok_b, "Design", "baseline_mean", f"in [0, {cfg.score_max}]", self.baseline_mean)
         _require(self.shape in ("step", "ramp"), "Design", "shape", "'step' or 'ramp'", self.shape)
         ok_items = not self.items or cfg.score_max <= cfg.n_items * cfg.item_max
         _require(ok_items, "Design", "items", "False when score_max > n_items * item_max", True)
+        ok_rated = not self.items or self.rating_missing == 0
+        _require(ok_rated, "Design", "items", "False with missing ratings (rating_missing > 0)",
+                 True)  # fmt: skip
 
 
 @dataclass(frozen=True, eq=False)

@@ -271,9 +271,9 @@ def scale_mixture_weights(nu):
     SBC fits)."""
     k = nu / 2
     spread = pt.sqrt(1 / k + 1 / (2 * k**2))
-    z = pm.Flat("improvement_weight_z", dims="session")
+    z = pm.Flat("improvement_weight_z", dims="rating")
     log_w = -1 / (2 * k) + spread * z
-    weight = pm.Deterministic("improvement_weight", pt.exp(log_w), dims="session")
+    weight = pm.Deterministic("improvement_weight", pt.exp(log_w), dims="rating")
     density = pm.logp(pm.Gamma.dist(alpha=k, beta=k), weight) + log_w + pt.log(spread)
     pm.Potential("improvement_weight_prior", density.sum())
     return weight

@@ -12,7 +12,8 @@ screening engine of :mod:`kbayes.laplace`) and applies a decision :class:`~kbaye
   counts (:func:`kbayes.simulation.simulate_tables`): the last ``round(n * dropout)``
   participants (they are exchangeable) miss period 2 and ``round(blocks * block_missing)``
   blocks, placed at random (each session keeps a block before and one during the
-  infusion), are missing, instead of :func:`kbayes.simulate`'s independent coin flips.
+  infusion), and ``round(sessions * rating_missing)`` day-1 ratings are missing, instead
+  of :func:`kbayes.simulate`'s independent coin flips.
   Every replicate of a point then has one data shape, so a model is compiled once per
   point and process and refitted with new data. (Blocks whose CRLB exceeds
   ``config.crlb_max`` are still excluded and may change a shape.)

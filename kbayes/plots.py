@@ -260,7 +260,7 @@ def plot_timecourse(idata: xr.DataTree) -> Figure:
 def plot_improvement(idata: xr.DataTree) -> Figure:
     """Improvement against the session glutamate change, with the regression per condition.
 
-    Points: observed improvement against the session's glutamate change (the posterior mean
+    Points: each rated session's improvement against its glutamate change (the posterior mean
     of the latent ``delta`` with ± 1 posterior SD in the joint model; the observed or
     first-stage change otherwise). Lines and bands: posterior median and HDI of
     :math:`\\gamma_0 + \\gamma_N c + (\\gamma_\\Delta + \\gamma_{\\Delta N} c)\\,\\tilde\\Delta`
@@ -283,16 +283,17 @@ def plot_improvement(idata: xr.DataTree) -> Figure:
         raise ValueError(f"spec {spec.name!r} does not relate improvement to the glutamate change")
     cd = idata.constant_data.to_dataset()
     post = idata.posterior.to_dataset()
-    imp = idata.observed_data["improvement"].to_numpy()
-    cond = cd["c"].to_numpy()
+    imp = idata.observed_data["improvement"].to_numpy()  # per rating (a rated session)
+    rated = cd["rating_session"].to_numpy()
+    cond = cd["c"].to_numpy()[rated]
     if spec.delta == "latent":
         x, xerr = (
-            post["delta"].mean(("chain", "draw")).to_numpy(),
-            post["delta"].std(("chain", "draw")).to_numpy(),
+            post["delta"].mean(("chain", "draw")).to_numpy()[rated],
+            post["delta"].std(("chain", "draw")).to_numpy()[rated],
         )
         xlabel = "session glutamate change (posterior mean ± SD)"
     else:
-        x, xerr = cd["dglx_obs"].to_numpy(), None
+        x, xerr = cd["dglx_obs"].to_numpy()[rated], None
         xlabel = (
             "session glutamate change (first-stage posterior mean)"
             if spec.delta == "two_stage"

@@ -539,7 +539,9 @@ def _impossible_share(idata: xr.DataTree) -> str:
     center = result_spec(idata).constants.get("baseline_center")
     if "improvement" in pp and "baseline_c" in idata.constant_data and center is not None:
         top = trial_config(idata).get("score_max", TrialConfig().score_max)
-        day1 = idata.constant_data["baseline_c"] + center - pp["improvement"]
+        cd = idata.constant_data
+        baseline = cd["baseline_c"].to_numpy()[cd["rating_session"].to_numpy()] + center
+        day1 = baseline - pp["improvement"].to_numpy()  # per rating
         share = 100 * float(((day1 < 0) | (day1 > top)).mean())
         said.append(f"{share:.1f} % of the day-1 scores are outside 0 to {top}")
     return f". Here {' and '.join(said)}" if said else ""

@@ -149,6 +149,8 @@ def _draw_arrays(design: Design, truth: Truth, rng: np.random.Generator) -> dict
         + th["sigma_y"] * tail
     )
     day1 = np.rint(base - imp).clip(0, cfg.score_max)
+    if d.rating_missing > 0:  # drawn last: a design without missing ratings draws as before
+        day1 = np.where(r_madrs.random((n, 2)) < d.rating_missing, np.nan, day1)
     items = r_items.dirichlet(np.full(cfg.n_items, ITEM_CONCENTRATION), n) if d.items else None
     return {
         "female": female, "c": c, "seen": seen, "block_seen": block_seen, "delta": delta,
@@ -222,8 +224,10 @@ def _tables(design: Design, a: dict[str, Any]) -> tuple[list, pd.DataFrame]:
     participants = participants.assign(**a["covariates"])
     sessions = pd.DataFrame(
         {"participant": ids[i], "period": s + 1, "condition": condition,
-         "madrs_baseline": a["base"][i, s].astype(int), "madrs_day1": a["day1"][i, s].astype(int)}
+         "madrs_baseline": a["base"][i, s].astype(int), "madrs_day1": a["day1"][i, s]}
     )  # fmt: skip
+    if sessions["madrs_day1"].notna().all():  # else float, empty where not rated
+        sessions["madrs_day1"] = sessions["madrs_day1"].astype(int)
     if a["propensity"] is not None:
         propensity = a["propensity"][i]
         for visit, total in (("baseline", a["base"]), ("day1", a["day1"])):
@@ -287,7 +291,8 @@ def simulate_tables(
     ``config.crlb_max`` are dropped, as :class:`~kbayes.TrialData` does; and of the blocks
     left, ``round(blocks * block_missing)`` are removed at random, keeping in every session
     one block (chosen at random) before and one during the infusion (``profile`` says
-    which are which).
+    which are which); then ``round(sessions * rating_missing)`` sessions, at random, lose
+    their day-1 rating.
     """
     return _tables(design, _fixed_count_draw(design, truth, seed, profile))[0]
 
@@ -295,7 +300,7 @@ def simulate_tables(
 def _fixed_count_draw(design: Design, truth: Truth, seed, profile: str) -> dict[str, Any]:
     """:func:`kbayes.simulate`'s arrays with the masks of :func:`simulate_tables`."""
     rng = np.random.default_rng(child(seed))  # a copy: Generator.spawn mutates its seed
-    full = dataclasses.replace(design, dropout=0.0, block_missing=0.0)
+    full = dataclasses.replace(design, dropout=0.0, block_missing=0.0, rating_missing=0.0)
     a = _draw_arrays(full, truth, rng)
     cfg, n = design.config, design.n
     seen = np.ones((n, 2), bool)
@@ -313,6 +318,11 @@ def _fixed_count_draw(design: Design, truth: Truth, seed, profile: str) -> dict[
     removable = np.flatnonzero(blocks & ~keep)
     gone = removable[np.argsort(key.ravel()[removable], kind="stable")[:target]]
     np.put(blocks, gone, False)
+    if design.rating_missing > 0:  # a fixed count of the sessions' day-1 ratings goes
+        sessions = np.flatnonzero(seen)
+        unrated = rng.permutation(sessions)[: round(sessions.size * design.rating_missing)]
+        a = a | {"day1": a["day1"].copy()}
+        np.put(a["day1"], unrated, np.nan)
     return a | {"seen": seen, "block_seen": blocks}
 
 

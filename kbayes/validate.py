@@ -5,7 +5,8 @@
 
 1. shape: every table has rows, unique column names and its required columns (item
    columns of a visit: all or none);
-2. columns (pandera, lazy): no missing values, numbers where numbers belong (numbers
+2. columns (pandera, lazy): no missing values (but a day-1 rating, and a CRLB, may be
+   empty), numbers where numbers belong (numbers
    written as text, e.g. ``"30"``, are accepted; other text, booleans and dates are not),
    whole numbers for periods, blocks and scores (``30.0`` is fine, ``30.5`` is not),
    ranges, codes from the :class:`~kbayes.config.TrialConfig`;
@@ -13,9 +14,9 @@
    participant, every session's participant and every block's session known, block times
    increasing, item scores summing to the visit's total;
 4. reports, not errors: blocks with CRLB above ``config.crlb_max`` are removed and listed
-   as ``"excluded"``; a participant with one period only or without sessions, a session
-   with fewer blocks than the most complete one, without blocks or with every block
-   excluded are kept and listed as ``"kept"``.
+   as ``"excluded"``; a session without a day-1 rating, a participant with one period
+   only or without sessions, a session with fewer blocks than the most complete one,
+   without blocks or with every block excluded are kept and listed as ``"kept"``.
 
 Rows are numbered from 0 in the order given (row 0 is the first row under a CSV header),
 and named by their participant, period and block where the table has them. Unknown
@@ -47,6 +48,9 @@ REQUIRED = {
 }
 ALTERNATIVES = {"glx_ratio": " (or both glx and tnaa)", "crlb": " (or crlb_glx and crlb_tnaa)"}
 EXCLUSION_COLUMNS = ["table", "participant", "period", "block", "action", "reason"]
+#: The note of a session kept without its day-1 rating (its improvement is missing at random
+#: given the model: left out of the improvement likelihood, which integrates it out).
+NOT_RATED = "no day-1 rating (fMRS kept; improvement missing at random)"
 
 
 def _show(value: object) -> str:
@@ -152,6 +156,10 @@ def _schemas(
     """Per-column rules of each table; ``items`` are the item columns present in sessions."""
     score = _numeric(f"a whole number 0-{config.score_max}", 0, config.score_max, whole=True)
     item = _numeric(f"a whole number 0-{config.item_max}", 0, config.item_max, whole=True)
+    item_day1 = _numeric(f"a whole number 0-{config.item_max}, or empty where not rated", 0,
+                         config.item_max, whole=True, missing_ok=True)  # fmt: skip
+    rating = _numeric(f"a whole number 0-{config.score_max}, or empty where not rated", 0,
+                      config.score_max, whole=True, missing_ok=True)  # fmt: skip
     period = _numeric(f"a whole number 1-{config.periods} (TrialConfig.periods)", 1,
                       config.periods, whole=True)  # fmt: skip
     participant = _column(lambda s: s.astype(str).str.strip() != "", "a non-empty participant ID")
@@ -185,7 +193,10 @@ def _schemas(
             {"participant": participant, "sex": codes("sexes", "participants", "sex")}
         ),
         "sessions": pa.DataFrameSchema(
-            sessions | {"madrs_baseline": score, "madrs_day1": score} | dict.fromkeys(items, item)
+            sessions
+            | {"madrs_baseline": score, "madrs_day1": rating}
+            | dict.fromkeys(items, item)
+            | dict.fromkeys(set(items) & set(config.item_columns("day1")), item_day1)
         ),
         "mrs": pa.DataFrameSchema(mrs),
     }
@@ -248,8 +259,8 @@ def _normalise(name: str, df: pd.DataFrame, items: list[str]) -> pd.DataFrame:
             out[c] = _as_id(out[c])
         elif c in ("sex", "condition"):
             out[c] = out[c].astype(str)
-        elif c in ("time_min", "glx_ratio", "crlb"):
-            out[c] = _number(out[c])
+        elif c in ("time_min", "glx_ratio", "crlb") or out[c].isna().any():  # a day-1 rating
+            out[c] = _number(out[c])  # not made: float, NaN (validated: nothing else is empty)
         else:
             out[c] = _number(out[c]).astype("int64")
     return out
@@ -296,11 +307,19 @@ def _row_problems(t: dict[str, pd.DataFrame], config: TrialConfig) -> list[str]:
     for visit in VISITS:
         cols, total = config.item_columns(visit), f"madrs_{visit}"
         if cols[0] in s:
-            sums = s[cols].sum(axis=1)
-            rows = s.index[sums != s[total]]
+            unrated = s[total].isna()  # a day-1 rating not made: its items empty too
+            for col in cols:
+                rows = s.index[~unrated & s[col].isna()]
+                expected = f"a value where {total} is given (empty only with it)"
+                problems += _problem("sessions", col, expected, s, rows)
+            sums = s[cols].sum(axis=1, min_count=len(cols))
+            rows = s.index[~unrated & sums.notna() & (sums != s[total])]
             found = "total " + s[total].astype(str) + ", items sum to " + sums.astype(str)
             expected = f"the sum of {cols[0]}..{cols[-1]}"
             problems += _problem("sessions", total, expected, s, rows, found)
+            rows = s.index[unrated & s[cols].notna().any(axis=1)]
+            expected = f"a total where {cols[0]}..{cols[-1]} are given (empty only with them)"
+            problems += _problem("sessions", total, expected, s, rows)
     return problems
 
 
@@ -323,6 +342,7 @@ def _exclusions(
         _notes("mrs", m[bad], "excluded", f"CRLB above {config.crlb_max:g}% cut-off"),
         _notes("mrs", m[m["crlb"].isna()], "kept", "CRLB not reported"),
         _notes("sessions", s[s["participant"].map(n_sessions) == 1], "kept", "one period only"),
+        _notes("sessions", s[s["madrs_day1"].isna()], "kept", NOT_RATED),
         _notes("sessions", s[n_all == 0], "kept", "no fMRS blocks"),
         _notes("sessions", s[(n_all > 0) & (n_all < n_all.max())], "kept", fewer),
         _notes("sessions", s[(n_all > 0) & (n_kept == 0)], "kept", "every fMRS block excluded"),

@@ -21,9 +21,9 @@ DATA = {
     "glutamate": {"session_participant", "c", "m", "p", "mrs_session", "g", "glx_observed",
                   "glx_se", "session_period"},
     "improvement": {"session_participant", "c", "m", "p", "improvement_observed", "baseline_c",
-                    "dglx_obs"},
+                    "dglx_obs", "rating_session"},
     "joint": {"session_participant", "c", "m", "p", "mrs_session", "g", "glx_observed",
-              "glx_se", "improvement_observed", "baseline_c", "session_period"},
+              "glx_se", "improvement_observed", "baseline_c", "session_period", "rating_session"},
     "madrs_items": {"session_participant", "c", "m", "p", "item_session", "item_visit",
                     "item_index", "item_score"},
 }  # fmt: skip
@@ -31,7 +31,7 @@ DATA["two_stage"] = DATA["improvement"]
 #: Observed variables -> (dim, pm.Data holding the observations).
 OBSERVED = {
     "glx": ("mrs_obs", "glx_observed"),
-    "improvement": ("session", "improvement_observed"),
+    "improvement": ("rating", "improvement_observed"),  # one per session with a day-1 rating
     "items": ("item_obs", "item_score"),
 }
 
@@ -255,6 +255,29 @@ def test_improvement_arrays(models, example, sessions):
         pd.MultiIndex.from_frame(sessions[["participant", "period"]])
     )
     np.testing.assert_allclose(constant(model, "dglx_obs"), diff.to_numpy(), atol=1e-12)
+
+
+def test_sessions_without_a_day1_rating_have_no_rating_row(example):
+    """Improvement is observed per rating (a session with a day-1 score): the unrated
+    sessions keep their session slot and blocks, but have no improvement or day-1 item
+    observations (the missing values are left out of the likelihood, not filled in)."""
+    s = example.sessions.copy()
+    day1 = ["madrs_day1", *example.config.item_columns("day1")]
+    s[day1] = s[day1].astype(float)
+    s.loc[[3, 10], day1] = np.nan
+    data = example.replace(sessions=s)
+    inputs = model_inputs(_load("joint"), data)
+    assert inputs.coords["session"] == model_inputs(_load("joint"), example).coords["session"]
+    rated = np.delete(np.arange(len(s)), [3, 10])
+    np.testing.assert_array_equal(inputs.data["rating_session"], rated)
+    assert inputs.coords["rating"] == [inputs.coords["session"][k] for k in rated]
+    expected = (s["madrs_baseline"] - s["madrs_day1"]).to_numpy()[rated]
+    np.testing.assert_array_equal(inputs.data["improvement_observed"], expected)
+    items = model_inputs(_load("madrs_items"), data)
+    n_items = example.config.n_items
+    assert len(items.coords["item_obs"]) == (2 * len(s) - 2) * n_items
+    day1_of_unrated = (items.data["item_visit"] == 1) & np.isin(items.data["item_session"], [3, 10])
+    assert not day1_of_unrated.any()
 
 
 def test_two_stage_uses_the_given_change(example):

@@ -166,7 +166,7 @@ def test_wrong_delimiter_file(paths, tables):
 
 def test_text_in_numeric_file_column(paths, tables):
     tables["sessions"].astype({"madrs_day1": object}).assign(
-        madrs_day1=lambda d: d["madrs_day1"].where(d.index != 2, "n/a")
+        madrs_day1=lambda d: d["madrs_day1"].where(d.index != 2, "ten")
     ).to_csv(paths["sessions"], index=False)
     with pytest.raises(DataError, match=r"column 'madrs_day1'.*row 2 \(participant 'P2'"):
         TrialData.from_files(**paths)

@@ -125,7 +125,7 @@ def _joint_variant(variant: str):
 _SCALARS = ["alpha0", "sigma_mrs", "a_sigma", "a_session_sigma", "u_sigma", "e_sigma",
             "v_sigma", "sigma_y", "gamma0", "gamma_N", "gamma_M", "gamma_NM", "gamma_D",
             "gamma_DN", "gamma_B", "gamma_P"]  # fmt: skip
-_EXTRA = {"student_t": ["improvement_weight"], "normal": [],
+_EXTRA = {"student_t": ["improvement_weight"], "normal": [], "unrated": ["improvement_weight"],
           "correlated": ["improvement_weight", "uv_rho"]}  # fmt: skip
 
 
@@ -143,47 +143,62 @@ def _dense_joint(model, inputs, point, variant):
     x = dict(zip(_SCALARS + _EXTRA[variant], rest[:n_named], strict=True))
     free = dict(zip(values, rest[n_named:], strict=True))
     d = inputs.data
-    s, c, pi = d["mrs_session"], d["c"], d["session_participant"]
-    n_p, n_s = len(inputs.coords["participant"]), len(inputs.coords["session"])
+    s, c, pi, rs = d["mrs_session"], d["c"], d["session_participant"], d["rating_session"]
+    n_p, n_s, n_r = (len(inputs.coords[k]) for k in ("participant", "session", "rating"))
     dt = (known - 0.05) / 0.05
     eta = (x["gamma0"] + x["gamma_N"] * c + x["gamma_M"] * d["m"] + x["gamma_NM"] * c * d["m"]
            + x["gamma_D"] * dt + x["gamma_DN"] * dt * c + x["gamma_B"] * d["baseline_c"]
            + x["gamma_P"] * d["p"])  # fmt: skip
     slope = (x["gamma_D"] + x["gamma_DN"] * c) / 0.05
-    mean = np.concatenate([x["alpha0"] + known[s] * d["g"], eta])
+    mean = np.concatenate([x["alpha0"] + known[s] * d["g"], eta[rs]])
     blocks = [n_p, n_s, n_p, n_s, n_p]
     start = np.concatenate([[0], np.cumsum(blocks)])
-    B = np.zeros((len(s) + n_s, start[-1]))
+    B = np.zeros((len(s) + n_r, start[-1]))
     rows = np.arange(len(s))
     B[rows, start[0] + pi[s]] = 1
     B[rows, start[1] + s] = 1
     B[rows, start[2] + pi[s]] = d["g"]
     B[rows, start[3] + s] = d["g"]
-    rows = len(s) + np.arange(n_s)
-    B[rows, start[2] + pi] = slope
-    B[rows, start[3] + np.arange(n_s)] = slope
-    B[rows, start[4] + pi] = 1
+    rows = len(s) + np.arange(n_r)  # one per rated session
+    B[rows, start[2] + pi[rs]] = slope[rs]
+    B[rows, start[3] + rs] = slope[rs]
+    B[rows, start[4] + pi[rs]] = 1
     sds = ["a_sigma", "a_session_sigma", "u_sigma", "e_sigma", "v_sigma"]
     prior = np.diag(np.repeat([x[n] ** 2 for n in sds], blocks))
     if variant == "correlated":
         cross = x["uv_rho"] * x["u_sigma"] * x["v_sigma"]
         prior[start[2] + np.arange(n_p), start[4] + np.arange(n_p)] = cross
         prior[start[4] + np.arange(n_p), start[2] + np.arange(n_p)] = cross
-    weight = x.get("improvement_weight", np.ones(n_s))
+    weight = x.get("improvement_weight", np.ones(n_r))
     noise = np.concatenate([x["sigma_mrs"] ** 2 + d["glx_se"] ** 2, x["sigma_y"] ** 2 / weight])
     observed = np.concatenate([d["glx_observed"], d["improvement_observed"]])
     return logp, free, (mean, B, prior, noise, observed, start, known)
 
 
-@pytest.mark.parametrize("variant", ["student_t", "normal", "correlated"])
+def _without_ratings(data, sessions: list[int]):
+    """``data`` with the day-1 ratings (totals and items) of ``sessions`` (rows) removed."""
+    s = data.sessions.copy()
+    cols = ["madrs_day1", *data.config.item_columns("day1")]
+    s[cols] = s[cols].astype(float)
+    s.loc[sessions, cols] = np.nan
+    return data.replace(sessions=s)
+
+
+@pytest.mark.parametrize("variant", ["student_t", "normal", "correlated", "unrated"])
 def test_integrated_joint_likelihood_is_the_marginal_normal(example, variant):
     """With a, a_session, u, e and v integrated out, the joint model's likelihood term is
     the multivariate normal density of all fMRS blocks and improvements with every effect's
     covariance written out (Student-t: given the sampled scale-mixture weights; correlated
-    u and v; random point; one participant without blocks)."""
-    spec = _joint_variant(variant)
+    u and v; random point; one participant without blocks). ``unrated``: four sessions
+    without a day-1 rating, both of one participant's among them: the density is that of
+    the observations there are, the missing improvements integrated out."""
+    if variant == "unrated":
+        pi = example.sessions["participant"]
+        example = _without_ratings(example, [0, 5, *np.flatnonzero(pi == pi[9])])
+    spec = _joint_variant("student_t" if variant == "unrated" else variant)
     inputs = model_inputs(spec, example)
     pi = inputs.data["session_participant"]
+    assert len(inputs.coords["rating"]) == len(pi) - 4 * (variant == "unrated")
     inputs = _without_blocks(inputs, list(np.flatnonzero(pi == pi[3])))
     model = build_model(spec, inputs)
     assert not {"glx", "improvement", "a", "a_session", "u", "e", "v"} & set(model.named_vars)
@@ -198,10 +213,11 @@ def test_integrated_joint_likelihood_is_the_marginal_normal(example, variant):
 def test_integrated_joint_effects_are_drawn_from_their_exact_conditional(example):
     """Given the sampled parameters, draws of every integrated effect (a, a_session, u, e,
     v, and the session changes) have the mean and covariance of the Gaussian conditional
-    computed densely; the non-centred offsets are the effects over their SDs."""
+    computed densely; the non-centred offsets are the effects over their SDs. Two
+    sessions have no day-1 rating."""
     variant = "correlated"
     spec = _joint_variant(variant)
-    inputs = model_inputs(spec, example)
+    inputs = model_inputs(spec, _without_ratings(example, [2, 11]))
     model = build_model(spec, inputs)
     rng = np.random.default_rng(7)
     point = {k: v + rng.normal(0, 0.3, np.shape(v)) for k, v in model.initial_point().items()}

@@ -23,6 +23,7 @@ from kbayes.simulation import (
     split_items,
 )
 from kbayes.spec import load_spec
+from kbayes.validate import NOT_RATED
 
 TRUTH = Truth()
 #: The centring of the simulated model, read from its spec as the simulator does.
@@ -211,7 +212,7 @@ def test_normal_residuals_and_ramp_profile_run():
 @pytest.mark.parametrize("model", ["joint", "improvement", "glutamate"])
 def test_fast_inputs_equal_validated_model_inputs(model):
     spec = kb.load_spec(model)
-    design = kb.Design(n=14, dropout=0.2, block_missing=0.1)
+    design = kb.Design(n=14, dropout=0.2, block_missing=0.1, rating_missing=0.2)
     seed = np.random.SeedSequence(5)
     fast = simulate_inputs(spec, design, kb.Truth(), seed)
     tables = simulate_tables(design, kb.Truth(), seed)
@@ -224,13 +225,30 @@ def test_fast_inputs_equal_validated_model_inputs(model):
 
 
 def test_fixed_count_missingness_gives_one_shape_per_point():
-    spec, design = kb.load_spec("joint"), kb.Design(n=20, dropout=0.1, block_missing=0.05)
+    spec = kb.load_spec("joint")
+    design = kb.Design(n=20, dropout=0.1, block_missing=0.05, rating_missing=0.1)
     shapes = {simulate_inputs(spec, design, kb.Truth(), np.random.SeedSequence(s)).shape
               for s in range(5)}  # fmt: skip
     assert len(shapes) == 1
     dims = {k: v for k, v in next(iter(shapes)) if isinstance(v, int)}  # dims, not arrays
     assert dims["session"] == 2 * 20 - 2
     assert dims["mrs_obs"] == 38 * 6 - round(38 * 6 * 0.05)
+    assert dims["rating"] == 38 - round(38 * 0.1)
+
+
+def test_missing_ratings_are_drawn_at_their_rate_and_nothing_else_changes():
+    """kb.simulate empties each day-1 rating with probability rating_missing, after every
+    other draw: the other columns equal the complete design's; items need complete ratings."""
+    full = simulate(Design(n=1000, dropout=0.0), TRUTH, seed=4)
+    part = simulate(Design(n=1000, dropout=0.0, rating_missing=0.2), TRUTH, seed=4)
+    unrated = part.sessions["madrs_day1"].isna()
+    assert abs(unrated.mean() - 0.2) < 3 * np.sqrt(0.2 * 0.8 / len(unrated))
+    kept = part.sessions.loc[~unrated, "madrs_day1"]
+    assert (kept == full.sessions.loc[~unrated, "madrs_day1"]).all()
+    pd.testing.assert_frame_equal(part.mrs, full.mrs)
+    assert (part.exclusions["reason"] == NOT_RATED).sum() == unrated.sum()
+    with pytest.raises(ValueError, match=r"Design.items must be False with missing ratings"):
+        Design(items=True, rating_missing=0.1)
 
 
 def test_missing_blocks_leave_every_session_a_block_before_and_during():

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from kbayes import DataError, TrialConfig, TrialData
-from kbayes.validate import EXCLUSION_COLUMNS, validate_tables
+from kbayes.validate import EXCLUSION_COLUMNS, NOT_RATED, validate_tables
 
 # Fixture layout (conftest.trial_tables, 4 participants x 2 periods x 4 blocks):
 # sessions row 2 * (i - 1) + (period - 1) is participant P{i}; odd participants have placebo
@@ -106,8 +106,9 @@ CASES = [
     ),
     pytest.param(
         lambda t: put(t, "sessions", 5, "madrs_day1", np.nan),
-        "sessions", "madrs_day1", ["row 5 (participant 'P3', period 2)", "missing"],
-        id="nan-day1",
+        "sessions", "madrs_day1",
+        ["row 5 (participant 'P3', period 2)", "a total where day1_item1..day1_item10 are given"],
+        id="nan-day1-total-with-items",
     ),
     pytest.param(
         lambda t: t["sessions"].__setitem__("madrs_day1", True),
@@ -171,7 +172,8 @@ CASES = [
     ),
     pytest.param(
         lambda t: put(t, "sessions", 7, "day1_item4", np.nan),
-        "sessions", "day1_item4", ["row 7 (participant 'P4', period 2)", "missing"],
+        "sessions", "day1_item4",
+        ["row 7 (participant 'P4', period 2)", "a value where madrs_day1 is given"],
         id="nan-item",
     ),
     pytest.param(
@@ -520,3 +522,48 @@ def test_a_period_outside_the_design_is_refused(make_tables):
     with pytest.raises(DataError, match=r"table 'sessions', column 'period'.*1-2 \(TrialConfig"):
         validate_tables(**t, config=TrialConfig())
     validate_tables(**t, config=TrialConfig(periods=3))
+
+
+def test_a_missing_day1_rating_is_kept_and_reported(make_tables):
+    """A session without a day-1 rating (total and items empty) keeps its row and its fMRS
+    blocks, is listed as kept, and the summary says how many; the column becomes float
+    with NaN there (nothing else changes)."""
+    t = make_tables(items=True)
+    day1 = ["madrs_day1", *TrialConfig().item_columns("day1")]
+    t["sessions"][day1] = t["sessions"][day1].astype(object)
+    t["sessions"].loc[[2, 5], day1] = None
+    data = TrialData(**t)
+    assert data.sessions["madrs_day1"].isna().tolist() == [False, False, True, False, False,
+                                                           True, False, False]  # fmt: skip
+    assert data.sessions["madrs_baseline"].dtype == np.int64
+    assert len(data.mrs) == len(t["mrs"])
+    row = notes(data, NOT_RATED)
+    assert row[["participant", "period", "action"]].values.tolist() == [
+        ["P2", 1, "kept"], ["P3", 2, "kept"]
+    ]  # fmt: skip
+    assert "2 of 8 sessions have no day-1 rating" in data.summary()
+
+
+@pytest.mark.parametrize(
+    ("empty", "message"),
+    [
+        (
+            ["madrs_day1"],
+            r"column 'madrs_day1': expected a total where day1_item1\.\.day1_item10 "
+            r"are given.*row 2 \(participant 'P2', period 1\)",
+        ),
+        (
+            ["day1_item3"],
+            r"column 'day1_item3': expected a value where madrs_day1 is given.*row 2 ",
+        ),
+        (["madrs_baseline"], r"column 'madrs_baseline'.*no missing values"),
+    ],
+)
+def test_a_rating_is_missing_whole_or_not_at_all(make_tables, empty, message):
+    """A day-1 total without its items or items without the total is an error naming the
+    rows; a missing baseline stays an error."""
+    t = make_tables(items=True)
+    t["sessions"][empty] = t["sessions"][empty].astype(object)
+    t["sessions"].loc[2, empty] = None
+    with pytest.raises(DataError, match=message):
+        TrialData(**t)
