@@ -72,7 +72,8 @@ def test_posterior_dims_and_coords(joint_example_fit, example, quick):
     assert post["delta"].dims == ("chain", "draw", "session")
     ll = joint_example_fit.log_likelihood
     assert ll["glx"].dims == ("chain", "draw", "mrs_obs")
-    assert ll["improvement"].dims == ("chain", "draw", "session")
+    assert ll["improvement"].dims == ("chain", "draw", "rating")  # one per day-1 rating
+    assert list(ll["rating"].values) == list(post["session"].values)  # here, every session
     assert ll.sizes["mrs_obs"] == len(example.mrs)
     assert np.isfinite(ll["glx"]).all() and np.isfinite(ll["improvement"]).all()
 
@@ -128,7 +129,7 @@ def test_posterior_predictive_on_evenly_thinned_draws(example, joint_example_fit
     np.testing.assert_array_equal(labels, post["draw"].to_numpy()[::step])
     xr.testing.assert_equal(pp.to_dataset(), b.posterior_predictive.to_dataset())  # seeded
     # each replicate belongs to its own draw: replicated improvement tracks that draw's gamma0
-    rep_mean = pp["improvement"].mean("session")
+    rep_mean = pp["improvement"].mean("rating")
     gamma0 = post["gamma0"].sel(draw=labels)
     assert float(xr.corr(rep_mean, gamma0, dim=["chain", "draw"])) > 0.3
     # every draw when asked (and the session fixture, with fewer draws than the default)
