@@ -130,6 +130,12 @@ def coded_arrays(
     rows of its own table (:func:`covariate_values`). The coding of every covariate lives
     here: validated tables and power's simulated arrays both come through it."""
     check_units(spec, config)
+    if spec.design != config.design:
+        raise SpecError(
+            f"spec {spec.name!r} is for a {spec.design} trial and this one is a "
+            f"{config.design}: use spec.for_design({config.design!r}) (kb.fit, kb.power and "
+            "kb.calibrate do)"
+        )
     labels = [f"{ids[i]}/{q}" for i, q in zip(session_participant, period, strict=True)]
     coords: dict[str, list] = {"participant": list(ids), "session": labels}
     p = np.asarray(period, float)
@@ -143,7 +149,7 @@ def coded_arrays(
         arrays[COVARIATE_PREFIX + name] = coded_covariate(how, covariates[name][0])
         if "levels" in how:
             coords[name] = list(spec.categorical[name])
-    if "e" in spec.integrate:  # each participant's latent vector has one slot per period
+    if {"u", "e"} & set(spec.integrate):  # the latent vector: one delta slot per period
         periods = np.unique(period)
         coords["period"] = [str(q) for q in periods]
         arrays["session_period"] = np.searchsorted(periods, period).astype(np.int64)
@@ -482,7 +488,10 @@ def _participant_effects(spec: ModelSpec, integrate: tuple[str, ...]) -> dict[st
     if spec.correlated_effects and not {"u", "v"} <= set(integrate):
         out["u"], out["v"] = participant_effects(spec)
     for name in ("u", "e", "v"):
-        if name in out or name not in spec.priors:
+        if name in out:
+            continue
+        if name not in spec.priors:  # not in this model (its design cannot separate it)
+            out[name] = _broadcastable(0.0, name)
             continue
         prior = spec.priors[name]
         if name in integrate:
@@ -513,8 +522,10 @@ def _mrs_level(spec: ModelSpec, d: dict, pi, delta, integrate: tuple[str, ...]):
     mu = alpha0 + delta[s_idx] * d["g"]
     sd2 = {}
     for name, index in (("a", pi[s_idx]), ("a_session", s_idx)):
-        prior = spec.priors[name]
-        if name in integrate:
+        prior = spec.priors.get(name)
+        if prior is None:  # not in this model (its design cannot separate it)
+            sd2[name] = 0.0
+        elif name in integrate:
             sd = prior.parameters["sigma"]
             sd2[name] = (sd.create_variable(f"{name}_sigma") if isinstance(sd, Prior) else sd) ** 2
             mu = mu + prior.parameters["mu"]
@@ -589,7 +600,9 @@ def _items_level(spec: ModelSpec, d: dict, c, m, p, pi) -> None:
     shift = _linear(spec, "items", {"c": c, "m": m, "p": p, **_covariates(d)})
     r = spec.priors["r"].create_variable("r")
     w = spec.priors["w"].create_variable("w")
-    w_session = spec.priors["w_session"].create_variable("w_session")
+    sessions = pm.modelcontext(None).dim_lengths["session"]
+    w_session = (spec.priors["w_session"].create_variable("w_session")
+                 if "w_session" in spec.priors else pt.zeros(sessions))  # fmt: skip
     item = spec.priors["item_loc"].create_variable("item_loc")
     cut = spec.priors["cutpoints"].parameters
     cutpoints = pm.Normal(

@@ -566,7 +566,9 @@ def calibrate(
         raise ValueError(f"draws * chains ({settings['draws'] * settings['chains']}) must be "
                          f"at least thin ({thin})")  # fmt: skip
     template = _template(design, spec, seed)
-    stage1 = load_spec(spec.first_stage) if spec.delta == "two_stage" else None
+    spec = spec.for_design(template.config.design)
+    stage1 = (load_spec(spec.first_stage).for_design(spec.design)
+              if spec.delta == "two_stage" else None)  # fmt: skip
     dglx = np.zeros(len(template.sessions)) if stage1 is not None else None
     setup = Setup(
         spec_source=spec.source,

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+#: Trial designs: every participant under every condition, or one arm each.
+DESIGNS = ("crossover", "parallel")
+
 
 @dataclass(frozen=True)
 class TrialConfig:
-    """Names, codes and ranges of one crossover trial.
+    """Names, codes and ranges of one trial (a crossover or parallel groups).
 
     Parameters
     ----------
@@ -35,9 +38,12 @@ class TrialConfig:
         Infusion length in minutes; time 0 is infusion start.
     crlb_max : float, default 20.0
         Quality cut-off: fMRS blocks whose CRLB (%) exceeds it are excluded and reported.
-    periods : int, default 2
-        Number of periods of the design (two for a two-condition crossover); a session in a
-        period outside 1..periods is an error.
+    design : {"crossover", "parallel"}, default "crossover"
+        A crossover gives each participant a session under each condition, one per period;
+        a parallel-group trial gives each participant one session (period 1) in one arm.
+    periods : int, optional
+        Number of periods of the design, default 2 for a crossover and 1 (the only value
+        allowed) for a parallel trial; a session in a period outside 1..periods is an error.
     """
 
     conditions: tuple[str, str] = ("placebo", "naltrexone")
@@ -50,7 +56,21 @@ class TrialConfig:
     drug: str = "ketamine"
     infusion_min: float = 40.0
     crlb_max: float = 20.0
-    periods: int = 2
+    design: str = "crossover"
+    periods: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.design not in DESIGNS:
+            raise ValueError(f"TrialConfig.design must be one of {DESIGNS}, got {self.design!r}")
+        periods = self.periods or (2 if self.design == "crossover" else 1)
+        if self.design == "parallel" and periods != 1:
+            raise ValueError(
+                f"TrialConfig(design='parallel') has one period (each participant one session), "
+                f"got periods={self.periods!r}"
+            )
+        object.__setattr__(self, "periods", periods)
+        for name in ("conditions", "sexes"):  # lists (TOML, JSON) as tuples
+            object.__setattr__(self, name, tuple(getattr(self, name)))
 
     @property
     def reference(self) -> str:

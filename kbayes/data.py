@@ -327,6 +327,10 @@ class TrialData:
             f"{complete} of {n_p} participants have a session in each of the {periods} periods; "
             f"{fewer} {'has' if fewer == 1 else 'have'} fewer.",
         ]
+        if self.config.design == "parallel":
+            arms = self.sessions["condition"].value_counts().reindex(self.config.conditions)
+            said = ", ".join(f"{k}: {v}" for k, v in arms.fillna(0).astype(int).items())
+            lines[1] = f"Parallel groups, one session per participant ({said})."
         unrated = int(self.sessions["madrs_day1"].isna().sum())
         if unrated:
             lines.append(f"{unrated} of {len(self.sessions)} sessions have no day-1 rating: "

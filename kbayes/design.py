@@ -152,7 +152,8 @@ class Design:
         Block CRLBs (%) are LogNormal with this median and log-scale SD. Assumption.
     dropout : float, default 0.05
         Probability that a participant misses period 2 (registry: 27 enrolled, 26 in the
-        paper). Must be in [0, 1).
+        paper). Must be in [0, 1). A parallel trial (``config.design``) has no period 2:
+        each participant's one session is in the arm drawn for them (balanced arms).
     block_missing : float, default 0.02
         Probability that a block is missing (its row is absent). Assumption.
     rating_missing : float, default 0.0

@@ -331,10 +331,15 @@ def draw_integrated(
         x = x.reshape((*lead, n_participant, layout.size))
         known = known.reshape((*lead, n_session))
         if layout.delta:
-            slot = d["session_period"]
-            out["u"] = x[..., layout.u]
-            out["e"] = x[..., layout.e : layout.e + layout.slots][..., pi, slot]
-            values["delta"] = out["delta"] = known + out["u"][..., pi] + out["e"]
+            out["delta"] = known
+            if layout.u is not None:
+                out["u"] = x[..., layout.u]
+                out["delta"] = out["delta"] + out["u"][..., pi]
+            if layout.e is not None:
+                slot = d["session_period"]
+                out["e"] = x[..., layout.e : layout.e + layout.slots][..., pi, slot]
+                out["delta"] = out["delta"] + out["e"]
+            values["delta"] = out["delta"]
         if layout.v is not None:
             out["v"] = x[..., layout.v]
         for name in ("u", "e", "v"):
@@ -372,6 +377,8 @@ def _draw_offsets(spec, inputs, values, sds, rng, lead) -> dict[str, np.ndarray]
         if name in spec.integrate:
             sd2[name] = sds[name] ** 2
             mu = mu + spec.priors[name].parameters["mu"]
+        elif name not in spec.priors:  # not in this model
+            sd2[name] = np.zeros(lead)
         else:
             sd2[name] = np.zeros(lead)
             mu = mu + values[name][..., index]

@@ -260,7 +260,7 @@ def power(
         rule, spec, engine and every replicate's record with its design point's varied
         fields (``pd.DataFrame(table.attrs["replicates"])``).
     """
-    spec, rule = load_spec(model), as_rule(rule)
+    spec, rule = load_spec(model).for_design(design.config.design), as_rule(rule)
     rule.check(spec)
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}, not {engine!r}")

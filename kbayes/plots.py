@@ -33,7 +33,7 @@ from matplotlib.figure import Figure
 
 from kbayes.build import population_mean, standardised_change
 from kbayes.data import infusion_profile
-from kbayes.results import estimand_names, result_spec, trial_config
+from kbayes.results import estimand_names, rated_sessions, result_spec, trial_config
 from kbayes.summaries import covariate_effects, estimands
 
 #: The call that adds each group, quoted in errors.
@@ -284,7 +284,7 @@ def plot_improvement(idata: xr.DataTree) -> Figure:
     cd = idata.constant_data.to_dataset()
     post = idata.posterior.to_dataset()
     imp = idata.observed_data["improvement"].to_numpy()  # per rating (a rated session)
-    rated = cd["rating_session"].to_numpy()
+    rated = rated_sessions(idata)
     cond = cd["c"].to_numpy()[rated]
     if spec.delta == "latent":
         x, xerr = (

@@ -55,7 +55,7 @@ from kbayes import plots
 from kbayes.config import TrialConfig
 from kbayes.data import TrialData
 from kbayes.diagnostics import Verdict, check
-from kbayes.results import estimand_names, result_spec, trial_config
+from kbayes.results import estimand_names, rated_sessions, result_spec, trial_config
 from kbayes.spec import MODELS_DIR, builtin_specs, load_spec
 from kbayes.summaries import answers, covariate_effects, estimands
 
@@ -338,7 +338,7 @@ _CONFIG_WORDS = {
     "scale": "rating scale", "score_max": "highest total score", "n_items": "items",
     "item_max": "highest item score", "metabolite": "fMRS outcome", "drug": "challenge drug",
     "infusion_min": "infusion length (min)", "crlb_max": "CRLB cut-off (%)",
-    "periods": "periods",
+    "design": "design", "periods": "periods",
 }  # fmt: skip
 
 
@@ -358,6 +358,11 @@ def _spec_section(idata: xr.DataTree) -> _Section:
     s.parts.append(("p", f"Spec {name!r}, hash {digest}."))
     if source.get("description"):
         s.parts.append(("p", source["description"]))
+    if source.get("design", "crossover") != "crossover":
+        left_out = ", ".join(result_spec(idata).dropped)
+        s.parts.append(("p", f"For a {source['design']} trial, which has one session per "
+                        f"participant: left out, as that cannot separate them from other "
+                        f"terms, {left_out}."))  # fmt: skip
     if constants := source.get("constants"):
         units = ", ".join(f"{k} {v}" for k, v in source.get("units", {}).items())
         rows = [{"constant": k, "value": v} for k, v in constants.items()]
@@ -540,7 +545,7 @@ def _impossible_share(idata: xr.DataTree) -> str:
     if "improvement" in pp and "baseline_c" in idata.constant_data and center is not None:
         top = trial_config(idata).get("score_max", TrialConfig().score_max)
         cd = idata.constant_data
-        baseline = cd["baseline_c"].to_numpy()[cd["rating_session"].to_numpy()] + center
+        baseline = cd["baseline_c"].to_numpy()[rated_sessions(idata)] + center
         day1 = baseline - pp["improvement"].to_numpy()  # per rating
         share = 100 * float(((day1 < 0) | (day1 > top)).mean())
         said.append(f"{share:.1f} % of the day-1 scores are outside 0 to {top}")

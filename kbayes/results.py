@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import xarray as xr
 
 from kbayes.errors import DataError
@@ -28,6 +29,15 @@ def trial_config(idata: xr.DataTree) -> dict[str, Any]:
     """The result's trial configuration as plain data (``attrs["trial_config"]``; ``{}``
     if none is stored)."""
     return json.loads(idata.attrs.get("trial_config", "{}"))
+
+
+def rated_sessions(idata: xr.DataTree) -> np.ndarray:
+    """Index of each improvement observation's session (``constant_data.rating_session``;
+    every session, in order, in a result saved before sessions could lack a rating)."""
+    cd = idata.constant_data
+    if "rating_session" in cd:
+        return cd["rating_session"].to_numpy()
+    return np.arange(cd.sizes["session"])
 
 
 def estimand_names(idata: xr.DataTree) -> list[str]:
@@ -70,4 +80,4 @@ def load(path: str | Path) -> xr.DataTree:
     return result
 
 
-__all__ = ["estimand_names", "load", "result_spec", "save", "trial_config"]
+__all__ = ["estimand_names", "load", "rated_sessions", "result_spec", "save", "trial_config"]

@@ -287,7 +287,7 @@ def fit(
         ``prior`` and ``prior_predictive``. ``attrs`` record the spec name and
         hash, the seed, the sampler and the versions of kbayes, pymc, arviz and nutpie.
     """
-    spec = load_spec(model)
+    spec = load_spec(model).for_design(data.config.design)
     if priors:
         spec = spec.with_priors(**priors)
     dglx = None

@@ -102,13 +102,16 @@ def _draw_arrays(design: Design, truth: Truth, rng: np.random.Generator) -> dict
     d, cfg = design, design.config
     n, t = d.n, np.asarray(d.block_times)
     r_design, r_glu, r_mrs, r_madrs, r_items, r_cov = rng.spawn(6)
-    # design: sex, sequence (0 = reference first), dropout, missing blocks
+    # design: sex, sequence (0 = reference first) or arm (parallel: period 1 only),
+    # dropout (of period 2), missing blocks
     female = r_design.permutation(np.arange(n) < int(np.floor(n * d.female_fraction + 0.5)))
     m = np.where(female, -0.5, 0.5)[:, None]
     seq = r_design.permutation((np.arange(n) + r_design.integers(2)) % 2)
     c = np.column_stack([seq, 1 - seq]).astype(float)
-    p = np.array([-0.5, 0.5])
+    parallel = cfg.design == "parallel"
+    p = np.zeros(2) if parallel else np.array([-0.5, 0.5])
     seen = np.column_stack([np.ones(n, bool), r_design.random(n) >= d.dropout])
+    seen[:, 1] &= not parallel
     block_seen = r_design.random((n, 2, t.size)) >= d.block_missing
     # glutamate change and participant effects
     spec, th = _simulated_spec(), truth.params
@@ -305,6 +308,7 @@ def _fixed_count_draw(design: Design, truth: Truth, seed, profile: str) -> dict[
     cfg, n = design.config, design.n
     seen = np.ones((n, 2), bool)
     seen[n - round(n * design.dropout) :, 1] = False
+    seen[:, 1] &= cfg.design == "crossover"  # a parallel trial: period 1 (its arm) only
     blocks = seen[..., None] & (a["crlb"] <= cfg.crlb_max)
     during = infusion_profile(np.asarray(design.block_times), profile, cfg.infusion_min) > 0
     # one random block per session and phase is kept; of the others, a fixed count goes

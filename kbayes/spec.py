@@ -65,6 +65,14 @@ INTEGRABLE: dict[str, tuple[str, ...]] = {
     "improvement": ("v",),
 }
 DELTA_SOURCES = ("latent", "observed", "two_stage")
+#: What one session per participant cannot tell apart, per trial design (``design``): these
+#: effects (a_session from a, e from u, v from the residual, w_session from w) and the terms
+#: with these parts (period: constant) are left out, their SDs constants 0 (so estimand
+#: expressions keep their meaning: the kept effect or the residual carries that variance).
+UNSEPARABLE: dict[str, dict[str, tuple[str, ...]]] = {
+    "crossover": {"effects": (), "parts": ()},
+    "parallel": {"effects": ("a_session", "e", "v", "w_session"), "parts": ("period",)},
+}
 TOP_KEYS = {
     "schema_version": int,
     "extends": str,
@@ -87,6 +95,7 @@ TOP_KEYS = {
     "derived": dict,
     "estimands": dict,
     "questions": list,
+    "design": str,
 }
 ESTIMAND_KEYS = {"expr", "label", "unit", "rope", "thresholds"}
 #: Keys of ``[units]``: the TrialConfig names whose units a spec's numbers are in.
@@ -156,6 +165,9 @@ class ModelSpec:
     units: dict[str, str] = field(default_factory=dict)
     #: The trial's questions, answered in words in the report's summary.
     questions: tuple[Question, ...] = ()
+    #: The trial design the model is for (``UNSEPARABLE``), and what that design left out.
+    design: str = "crossover"
+    dropped: tuple[str, ...] = ()
 
     @property
     def categorical(self) -> dict[str, tuple[str, ...]]:
@@ -253,6 +265,14 @@ class ModelSpec:
         """Name of the coefficient of ``term`` at ``level``."""
         return term_coefficient(level, term)
 
+    def for_design(self, design: str) -> ModelSpec:
+        """This spec for a trial of ``design`` (``"crossover"`` or ``"parallel"``: what one
+        session per participant cannot separate left out, see :data:`UNSEPARABLE`);
+        ``self`` if it is for that design already."""
+        if design == self.design:
+            return self
+        return parse_spec(self.source | {"design": design}, origin=f"{self.name} ({design})")
+
     def with_priors(self, **priors: Prior | Mapping) -> ModelSpec:
         """A new spec (new hash) with these priors replaced or added, e.g.
         ``spec.with_priors(beta_N=Prior("Normal", mu=0, sigma=0.02))``."""
@@ -280,7 +300,8 @@ class ModelSpec:
         outputs, the coefficients and a categorical coefficient's levels."""
         names = set(self.priors) | hyperprior_names(self.priors)
         for level in self.levels:
-            names.update(LEVEL_PARAMETERS[level], LEVEL_OUTPUTS.get(level, ()))
+            names.update(p for p in LEVEL_PARAMETERS[level] if p not in self.dropped)
+            names.update(LEVEL_OUTPUTS.get(level, ()))
             names.update(self.coefficient(level, t) for t in self.terms.get(level, ()))
         return names | set(self.level_values({c: {} for c in self.categorical_coefficients}))
 
@@ -513,6 +534,17 @@ def parse_spec(source: dict, origin: str = "<dict>") -> ModelSpec:
             continue
         terms[level], covariates = parse_terms(level, value, errors, reserved=DIMS)
         used |= covariates
+    design = source.get("design", "crossover")
+    if design not in UNSEPARABLE:
+        errors.append(f"design: expected one of {tuple(UNSEPARABLE)}, got {design!r}")
+        design = "crossover"
+    left_out, extra_constants = UNSEPARABLE[design], {}
+    dropped = [term_coefficient(lv, t) for lv, ts in terms.items() for t in ts
+               if set(t.split(":")) & set(left_out["parts"])]  # fmt: skip
+    terms = {lv: tuple(t for t in ts if not set(t.split(":")) & set(left_out["parts"]))
+             for lv, ts in terms.items()}  # fmt: skip
+    if design != "crossover" and source.get("correlated_effects"):
+        errors.append(f"correlated_effects: a {design} trial cannot separate u from v")
     covariates = parse_covariates(source.get("covariates", {}), used, errors)
     categorical = {name for name, how in covariates.items() if "levels" in how}
     dims_allowed = (*DIMS, *sorted(categorical))
@@ -555,7 +587,12 @@ def parse_spec(source: dict, origin: str = "<dict>") -> ModelSpec:
             "priors.cutpoints: must be a Normal with mu (one per cutpoint) and sigma; "
             "the model orders them with an ordered transform"
         )
-    needed = {p for lv in levels if lv in LEVEL_PARAMETERS for p in LEVEL_PARAMETERS[lv]}
+    needed = {p for lv in levels if lv in LEVEL_PARAMETERS for p in LEVEL_PARAMETERS[lv]
+              if p not in left_out["effects"]}  # fmt: skip
+    dropped += sorted(e for e in left_out["effects"] if e in source.get("priors", {}))
+    for name in dropped:  # with its hyperprior SD, which becomes the constant 0
+        if isinstance(prior := priors.pop(name, None), Prior):
+            extra_constants |= {h: 0.0 for h in hyperprior_names({name: prior})}
     needed |= {term_coefficient(lv, t) for lv, ts in terms.items() for t in ts}
     if "improvement" in levels and source.get("likelihood", "student_t") == "student_t":
         needed.add("nu")
@@ -563,7 +600,7 @@ def parse_spec(source: dict, origin: str = "<dict>") -> ModelSpec:
         if not {"glutamate", "improvement"} <= set(levels):
             errors.append("correlated_effects: needs the glutamate and improvement levels")
         needed.add("uv_rho")
-    integrate = tuple(source.get("integrate", ()))
+    integrate = tuple(e for e in source.get("integrate", ()) if e not in left_out["effects"])
     integrable = {e for lv in levels for e in INTEGRABLE.get(lv, ())}
     for name in integrate:
         prior = priors.get(name)
@@ -577,11 +614,11 @@ def parse_spec(source: dict, origin: str = "<dict>") -> ModelSpec:
             or not isinstance(prior.parameters.get("mu"), int | float)
         ):
             errors.append(f"integrate: {name!r} needs a Normal prior with a numeric mu")
-    if len({"u", "e"} & set(integrate)) == 1:
+    if len({"u", "e"} & set(integrate)) == 1 and "e" not in left_out["effects"]:
         errors.append("integrate: 'u' and 'e' are integrated out together or not at all")
     if source.get("correlated_effects") and len({"u", "v"} & set(integrate)) == 1:
         errors.append("integrate: correlated 'u' and 'v' are integrated out together or not at all")
-    given = set(source.get("priors", {})) - {"default"}  # a bad prior is reported above
+    given = set(source.get("priors", {})) - {"default"} - set(dropped)  # bad: reported above
     given |= set(defaulted)
     errors += [
         f"priors.{p}: missing (needed by this model's levels and terms; a term's coefficient "
@@ -589,7 +626,7 @@ def parse_spec(source: dict, origin: str = "<dict>") -> ModelSpec:
         for p in sorted(needed - given)
     ]
     errors += [f"priors.{p}: not a parameter of this model" for p in sorted(given - needed)]
-    constants = {}
+    constants = dict(extra_constants)
     for key, value in source.get("constants", {}).items():
         if not isinstance(value, int | float) or not math.isfinite(value):
             errors.append(f"constants.{key}: expected a finite number, got {value!r}")
@@ -666,6 +703,8 @@ def parse_spec(source: dict, origin: str = "<dict>") -> ModelSpec:
         defaulted=tuple(defaulted),
         units=dict(units),
         questions=questions,
+        design=design,
+        dropped=tuple(dropped),
     )
 
 

@@ -160,8 +160,10 @@ def _schemas(
                          config.item_max, whole=True, missing_ok=True)  # fmt: skip
     rating = _numeric(f"a whole number 0-{config.score_max}, or empty where not rated", 0,
                       config.score_max, whole=True, missing_ok=True)  # fmt: skip
-    period = _numeric(f"a whole number 1-{config.periods} (TrialConfig.periods)", 1,
-                      config.periods, whole=True)  # fmt: skip
+    periods = ("1 (TrialConfig(design='parallel'): one session each)"
+               if config.design == "parallel" else
+               f"a whole number 1-{config.periods} (TrialConfig.periods)")  # fmt: skip
+    period = _numeric(periods, 1, config.periods, whole=True)
     participant = _column(lambda s: s.astype(str).str.strip() != "", "a non-empty participant ID")
 
     def codes(field: str, table: str, column: str) -> pa.Column:
@@ -284,9 +286,11 @@ def _unknown(
 def _row_problems(t: dict[str, pd.DataFrame], config: TrialConfig) -> list[str]:
     """Stage 3: keys, links between tables, block times, item sums."""
     p, s, m = t["participants"], t["sessions"], t["mrs"]
+    one = ("one session per period" if config.design == "crossover" else
+           "one session per participant (TrialConfig(design='parallel'))")  # fmt: skip
     problems = [
         *_duplicates("participants", p, ["participant"], "one row per participant"),
-        *_duplicates("sessions", s, ["participant", "period"], "one session per period"),
+        *_duplicates("sessions", s, ["participant", "period"], one),
         *_duplicates(
             "sessions", s, ["participant", "condition"], "each condition once per participant"
         ),
@@ -341,7 +345,12 @@ def _exclusions(
     notes = [
         _notes("mrs", m[bad], "excluded", f"CRLB above {config.crlb_max:g}% cut-off"),
         _notes("mrs", m[m["crlb"].isna()], "kept", "CRLB not reported"),
-        _notes("sessions", s[s["participant"].map(n_sessions) == 1], "kept", "one period only"),
+        _notes(
+            "sessions",
+            s[s["participant"].map(n_sessions) < config.periods],
+            "kept",
+            "one period only",
+        ),
         _notes("sessions", s[s["madrs_day1"].isna()], "kept", NOT_RATED),
         _notes("sessions", s[n_all == 0], "kept", "no fMRS blocks"),
         _notes("sessions", s[(n_all > 0) & (n_all < n_all.max())], "kept", fewer),

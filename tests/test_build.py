@@ -485,3 +485,13 @@ def test_a_trial_on_another_scale_is_refused_until_a_spec_says_its_units(example
     assert own.units == {"metabolite": "Glx/tNAA", "scale": "HAM-D"}  # merged, key by key
     baseline = hamd.session_table()["madrs_baseline"].to_numpy()
     np.testing.assert_allclose(constant(build(own, hamd), "baseline_c"), baseline - 22.0)
+
+
+def test_a_spec_for_another_design_is_refused_by_name(make_tables):
+    """Model inputs of a parallel trial need the spec for that design: the crossover spec
+    is a SpecError saying how to get it, and the parallel spec has one delta slot."""
+    data = kb.TrialData(**make_tables(periods=1), config=kb.TrialConfig(design="parallel"))
+    with pytest.raises(kb.SpecError, match=r"spec.for_design\('parallel'\)"):
+        model_inputs(_load("joint"), data)
+    inputs = model_inputs(_load("joint").for_design("parallel"), data)
+    assert inputs.coords["period"] == ["1"] and (inputs.data["p"] == 0).all()

@@ -303,3 +303,13 @@ def test_a_spec_with_covariates_is_calibrated():
     cov = result.coverage
     off = cov[(cov["cov90"] - 0.9).abs() > 4 * np.sqrt(0.9 * 0.1 / cov["n"])]
     assert off.empty, off
+
+
+def test_a_parallel_design_is_calibrated_for_its_own_spec():
+    """SBC of a parallel trial draws from and fits the spec for that design: its ranked
+    quantities hold no left-out effect (a_session, e, v or a period coefficient)."""
+    design = kb.Design(n=10, config=kb.TrialConfig(design="parallel"))
+    result = calibrate("joint", 2, seed=3, **(TINY | {"design": design}))
+    quantities = set(result.uniformity.index)
+    assert {"ntx_glu", "u_sigma", "a_sigma"} <= quantities
+    assert not {"e_sigma", "v_sigma", "a_session_sigma", "beta_P", "gamma_P"} & quantities

@@ -159,3 +159,15 @@ def test_ppc_panels_are_titled_in_words_with_units(joint_example_fit):
     fig = plots.plot_ppc(joint_example_fit)
     titles = {ax.get_title() for ax in fig.axes}
     assert {"Glx/tNAA ratio of each fMRS block", "day-1 improvement (MADRS points)"} <= titles
+
+
+def test_a_result_saved_before_ratings_could_be_missing_still_plots(joint_example_fit):
+    """Without ``constant_data.rating_session`` (results saved by earlier versions) every
+    session counts as rated: the improvement plot shows one point per session."""
+    old = joint_example_fit.copy()
+    old["constant_data"] = xr.DataTree(
+        old["constant_data"].to_dataset().drop_vars("rating_session")
+    )
+    fig = plots.plot_improvement(old)
+    points = sum(len(line.get_xdata()) for line in fig.axes[0].lines if line.get_marker() == "o")
+    assert points == old.constant_data.sizes["session"]

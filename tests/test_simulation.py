@@ -353,3 +353,23 @@ def test_categorical_effects_must_match_the_design(effects, message):
     design = Design(n=12, covariates={"site": {"A": 0.5, "B": 0.5}, "age": (40.0, 10.0)})
     with pytest.raises(ValueError, match=message):
         kb.simulate(design, Truth(effects=effects), seed=1)
+
+
+def test_a_parallel_design_gives_each_participant_one_session_in_a_balanced_arm():
+    """Design(config=TrialConfig(design="parallel")): period 1 only, arms balanced (n even),
+    dropout not applied (no period 2); the fast inputs match the tables' (one shape)."""
+    config = kb.TrialConfig(design="parallel")
+    design = Design(n=30, config=config, dropout=0.2)
+    data = simulate(design, TRUTH, seed=3)
+    s = data.sessions
+    assert len(s) == 30 and (s["period"] == 1).all() and s["participant"].is_unique
+    assert s["condition"].value_counts().to_dict() == {"placebo": 15, "naltrexone": 15}
+    spec = kb.load_spec("joint").for_design("parallel")
+    seed = np.random.SeedSequence(5)
+    fast = simulate_inputs(spec, design, kb.Truth(), seed)
+    slow = model_inputs(
+        spec, kb.TrialData(*simulate_tables(design, kb.Truth(), seed), config=config)
+    )
+    assert fast.coords == slow.coords and len(fast.coords["session"]) == 30
+    for name, value in fast.data.items():
+        np.testing.assert_allclose(value, slow.data[name], rtol=1e-9, atol=1e-12, err_msg=name)

@@ -595,3 +595,29 @@ def test_label_placeholders_must_be_trial_names_or_constants():
         parse_spec(src)
     src["estimands"]["ntx_glu"]["label"] = "effect per {slope_step:g} units"
     assert parse_spec(src).estimands["ntx_glu"].label == "effect per {slope_step:g} units"
+
+
+def test_a_parallel_design_leaves_out_what_one_session_cannot_separate():
+    """joint for a parallel trial: no a_session, e, v (their SDs the constant 0, so the
+    response estimands' between-session SD is u's alone) and no period terms; the rest
+    unchanged; a different hash; the same spec again for the same design."""
+    joint = kb.load_spec("joint")
+    parallel = joint.for_design("parallel")
+    assert parallel.design == "parallel" and joint.for_design("crossover") is joint
+    assert set(parallel.dropped) == {"a_session", "e", "v", "beta_P", "gamma_P"}
+    assert not set(parallel.dropped) & (set(parallel.priors) | set(parallel.parameters()))
+    assert parallel.integrate == ("a", "u")
+    assert {k: parallel.constants[k] for k in ("a_session_sigma", "e_sigma", "v_sigma")} == {
+        "a_session_sigma": 0.0, "e_sigma": 0.0, "v_sigma": 0.0
+    }  # fmt: skip
+    assert "period" not in parallel.terms["glutamate"] + parallel.terms["improvement"]
+    assert set(parallel.estimands) == set(joint.estimands) and parallel.hash != joint.hash
+    p = kb.Truth().params | {"v_sigma": 0.0, "e_sigma": 0.0}
+    assert parallel.estimand_values(p)["response_placebo"] == pytest.approx(
+        joint.estimand_values(p)["response_placebo"]
+    )
+    correlated = builtin_source("joint") | {"correlated_effects": True, "design": "parallel"}
+    with pytest.raises(kb.SpecError, match="correlated_effects: a parallel trial cannot"):
+        parse_spec(correlated)
+    with pytest.raises(kb.SpecError, match="design: expected one of"):
+        parse_spec(builtin_source("joint") | {"design": "cluster"})

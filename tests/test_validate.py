@@ -567,3 +567,22 @@ def test_a_rating_is_missing_whole_or_not_at_all(make_tables, empty, message):
     t["sessions"].loc[2, empty] = None
     with pytest.raises(DataError, match=message):
         TrialData(**t)
+
+
+def test_a_parallel_trial_has_one_session_per_participant(make_tables):
+    """Parallel groups: period 1 only; a second session of a participant, or a period 2,
+    is an error naming the rows and the design; the summary counts the arms."""
+    config = TrialConfig(design="parallel")
+    t = make_tables(periods=1)
+    data = TrialData(**t, config=config)
+    assert "Parallel groups, one session per participant (placebo: 2, naltrexone: 2)." in (
+        data.summary()
+    )
+    assert not (data.exclusions["reason"] == "one period only").any()
+    two = make_tables(periods=2)
+    with pytest.raises(DataError, match=r"column 'period'.*TrialConfig\(design='parallel'\)"):
+        TrialData(**two, config=config)
+    twice = make_tables(periods=1)
+    twice["sessions"] = pd.concat([twice["sessions"], twice["sessions"].iloc[[0]]])
+    with pytest.raises(DataError, match=r"one session per participant \(TrialConfig\(design="):
+        TrialData(**twice, config=config)
