@@ -245,10 +245,10 @@ def _flatten(result: xr.DataTree | xr.Dataset) -> pd.Series:
     return pd.Series(out, dtype=float).dropna()  # NaN: a constant quantity, nothing to mix
 
 
-def _worst(values: pd.Series, ascending: bool) -> tuple[tuple[str, ...], str]:
+def _worst(values: pd.Series, ascending: bool, fmt: str = ".3g") -> tuple[tuple[str, ...], str]:
     """The offending labels (worst first) and a phrase naming at most ``_SHOWN`` of them."""
     ordered = values.sort_values(ascending=ascending)
-    shown = ", ".join(f"{k} ({v:.3g})" for k, v in ordered.head(_SHOWN).items())
+    shown = ", ".join(f"{k} ({v:{fmt}})" for k, v in ordered.head(_SHOWN).items())
     more = len(ordered) - _SHOWN
     return tuple(ordered.index), shown + (f" and {more} more" if more > 0 else "")
 
@@ -257,7 +257,7 @@ def _rhat_problem(rhat: pd.Series, rhat_max: float) -> list[Problem]:
     bad = rhat[rhat > rhat_max]
     if bad.empty:
         return []
-    names, shown = _worst(bad, ascending=False)
+    names, shown = _worst(bad, ascending=False, fmt=".3f")  # 1.012, not 1.01 > 1.01
     status: Status = "fail" if bad.max() > RHAT_FAIL else "warn"
     return [
         Problem(

@@ -186,7 +186,9 @@ def _forest(table, title: str) -> Figure:
             ax.plot(row["median"], y, marker=marker, color=colour, ms=6)
         labels = [textwrap.fill(str(table.loc[n, "label"]), 55) for n, _ in reversed(items)]
         ax.set_yticks(range(len(items)), labels, fontsize=8)
-        ax.axvline(0, color="0.4", ls="--", lw=0.8)
+        reference = {"odds ratio": 1.0, "probability": None}.get(unit, 0.0)  # "no effect"
+        if reference is not None:
+            ax.axvline(reference, color="0.4", ls="--", lw=0.8)
         ax.set_xlabel(unit or "value", fontsize=9)
         ax.set_ylim(-0.7, len(items) - 0.3)
     fig.suptitle(title, fontsize=9)

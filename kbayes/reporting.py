@@ -83,6 +83,8 @@ HEADERS: dict[str, tuple[str, str]] = {
 #: Power-scaling sensitivity above this flags a quantity (arviz-stats' default).
 PSENSE_THRESHOLD = 0.05
 
+#: What a row of each table is, in the summary's words.
+_ROWS = {"participants": "participants", "sessions": "sessions", "mrs": "fMRS blocks"}
 #: How many parameters the report's trace plot shows (those with the lowest bulk ESS).
 _TRACED = 8
 _PLOTS: tuple[tuple[str, str, Callable[[xr.DataTree], Figure]], ...] = (
@@ -240,12 +242,12 @@ def _print_pdf(renderer: str, page: str, path: Path) -> None:
 
 # --- sections -------------------------------------------------------------------------------
 def _title(idata: xr.DataTree) -> str:
-    """Trial, spec and date: "Ketamine with naltrexone vs placebo: joint model, 2026-12-03"."""
+    """Trial, spec and date: "Naltrexone vs placebo before ketamine: joint model, 2026-12-03"."""
     config = trial_config(idata)
     trial = "Trial"
     if config.get("drug") and config.get("conditions"):
         reference, active = config["conditions"][:2]
-        trial = f"{config['drug'].capitalize()} with {active} vs {reference}"
+        trial = f"{active.capitalize()} vs {reference} before {config['drug']}"
     day = datetime.now(UTC).date().isoformat()
     return f"{trial}: {idata.attrs.get('spec_name', 'model')} model, {day}"
 
@@ -300,7 +302,7 @@ def _summary_section(
         counts = rows.groupby(["table", "reason"], sort=False).size() if len(rows) else {}
         if len(counts):
             said[action] = ("excluded " if action == "excluded" else "kept with a note: ") + (
-                ", ".join(f"{n} {t} rows ({r})" for (t, r), n in counts.items())
+                ", ".join(f"{n} {_ROWS.get(t, t + ' rows')} ({r})" for (t, r), n in counts.items())
             )
     text = "; ".join(x for x in said.values() if x)
     s.parts.append(("p", f"Data: {text} (details under Data and exclusions)."))
@@ -622,7 +624,8 @@ def _readable(table: pd.DataFrame, what: str, ci_prob: float) -> list[tuple]:
     if "p_direction" in shown and "median" in shown:
         sign = np.where(table["median"] < 0, "< 0", "> 0")
         shown["p_direction"] = [
-            f"P({s}) = {p:.2f}" for s, p in zip(sign, table["p_direction"], strict=True)
+            "" if math.isnan(p) else f"P({s}) = {p:.2f}"
+            for s, p in zip(sign, table["p_direction"], strict=True)
         ]
     for column in shown.columns:
         if column == "p_direction":

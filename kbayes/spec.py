@@ -125,13 +125,15 @@ class Estimand:
 @dataclass(frozen=True)
 class Question:
     """One of the trial's questions, answered yes by ``estimand`` being below (``below``) or
-    above ``threshold`` (a spec's ``[[questions]]`` entry, ``yes_if = "< 0"``). ``ask`` may
-    hold the placeholders of :class:`Estimand` labels."""
+    above ``threshold`` (a spec's ``[[questions]]`` entry, ``yes_if = "< 0"``), with an
+    optional ``note`` said after the answer. ``ask`` and ``note`` may hold the
+    placeholders of :class:`Estimand` labels."""
 
     ask: str
     estimand: str
     below: bool
     threshold: float
+    note: str = ""
 
 
 @dataclass(frozen=True)
@@ -716,8 +718,9 @@ def _questions(
     questions = []
     for i, entry in enumerate(entries):
         where = f"questions[{i}]"
-        if not isinstance(entry, dict) or set(entry) != {"ask", "estimand", "yes_if"}:
-            errors.append(f"{where}: expected a table with exactly ask, estimand and yes_if")
+        keys = set(entry) if isinstance(entry, dict) else set()
+        if not {"ask", "estimand", "yes_if"} <= keys <= {"ask", "estimand", "yes_if", "note"}:
+            errors.append(f"{where}: expected a table with ask, estimand, yes_if (and a note)")
             continue
         if entry["estimand"] not in estimands:
             errors.append(f"{where}.estimand: {entry['estimand']!r} is not an estimand")
@@ -730,8 +733,10 @@ def _questions(
             errors.append(f"{where}.yes_if: expected '< number' or '> number', got "
                           f"{entry['yes_if']!r}")  # fmt: skip
             continue
-        errors += _check_placeholders(f"{where}.ask", entry["ask"], constants)
-        questions.append(Question(str(entry["ask"]), entry["estimand"], op == "<", threshold))
+        for key in ("ask", "note"):
+            errors += _check_placeholders(f"{where}.{key}", entry.get(key, ""), constants)
+        questions.append(Question(str(entry["ask"]), entry["estimand"], op == "<", threshold,
+                                  str(entry.get("note", ""))))  # fmt: skip
     return tuple(questions)
 
 

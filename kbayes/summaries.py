@@ -61,7 +61,8 @@ def estimands(
     pandas.DataFrame
         Indexed by estimand name. Columns: ``label``, ``unit``; ``mean``, ``median``, ``sd``
         of the posterior; ``hdi_low``, ``hdi_high`` (HDI of mass ``ci_prob``);
-        ``p_direction`` (posterior probability of the more probable sign); ``rope_low``,
+        ``p_direction`` (posterior probability of the more probable sign; NaN for a
+        probability and for an estimand whose thresholds leave out 0); ``rope_low``,
         ``rope_high`` and ``in_rope_pct`` (percent of the whole posterior inside the ROPE,
         NaN without one); ``P(>t)`` for every threshold t of any row (NaN for rows without
         that threshold; P(< t) is 1 - P(>t)); ``ess_bulk``, ``ess_tail``, ``rhat``; and
@@ -114,6 +115,9 @@ def estimands(
     for name in names:
         draws = ds[name].to_numpy().ravel()
         lo, hi = (float(hdi[name].sel(ci_bound=b)) for b in ("lower", "upper"))
+        # the sign means nothing for a probability, or what is judged against another value
+        unit, given = ds[name].attrs.get("unit", ""), cuts.get(name, ())
+        signed = unit != "probability" and (not given or 0 in given)
         row = {
             "label": ds[name].attrs.get("label", name),
             "unit": ds[name].attrs.get("unit", ""),
@@ -122,7 +126,7 @@ def estimands(
             "sd": draws.std(ddof=1),
             "hdi_low": lo,
             "hdi_high": hi,
-            "p_direction": max((draws > 0).mean(), (draws < 0).mean()),
+            "p_direction": max((draws > 0).mean(), (draws < 0).mean()) if signed else np.nan,
             "rope_low": np.nan,
             "rope_high": np.nan,
             "in_rope_pct": np.nan,
@@ -186,8 +190,9 @@ def answers(idata: xr.DataTree, *, ci_prob: float | None = None) -> pd.DataFrame
         One row per question, in the spec's order: ``question`` (with the trial's names),
         ``estimand``, ``p_yes`` (the posterior probability of the side that answers yes),
         ``answer`` (``p_yes`` to two decimals in words, :data:`ANSWER_WORDS`) and ``text``:
-        the question, the answer, ``p_yes`` and the estimand's sentence (:func:`estimands`),
-        with a note when half the posterior or more lies in the ROPE. Empty without questions.
+        the question, the answer, ``p_yes``, the estimand's median and interval (and ROPE
+        share), a note when half the posterior or more lies in the ROPE, and the question's
+        ``note``. Empty without questions.
 
     Examples
     --------
@@ -205,12 +210,13 @@ def answers(idata: xr.DataTree, *, ci_prob: float | None = None) -> pd.DataFrame
         answer = next(words for low, words in ANSWER_WORDS if round(p_yes, 2) >= low)
         question = q.ask.format(**names)
         side = f"P({'<' if q.below else '>'} {q.threshold:g}) {_prob(p_yes)}"
-        text = f"{question} {answer} ({side}). {table.loc[q.estimand, 'text']}"
+        numbers = _sentence(table.loc[q.estimand], table.attrs["ci_prob"], ())  # one P only
+        text = f"{question} {answer} ({side}). {numbers}"
         in_rope = table.loc[q.estimand, "in_rope_pct"]
         if in_rope >= 50:
-            text += (
-                f" {in_rope:.0f} % of it lies in the ROPE: the effect may be too small to matter."
-            )
+            text += " With half or more of it in the ROPE, the effect may be too small to matter."
+        if q.note:
+            text += f" {q.note.format(**names)}"
         rows.append({"question": question, "estimand": q.estimand, "p_yes": p_yes,
                      "answer": answer, "text": text})  # fmt: skip
     return pd.DataFrame(rows, columns=["question", "estimand", "p_yes", "answer", "text"])

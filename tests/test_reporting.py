@@ -168,7 +168,7 @@ def test_the_summary_comes_first_in_words(reports, joint_example_fit):
     one line; what was excluded."""
     text = html.unescape(reports["html"].read_text())
     assert re.search(
-        r"<h1>Ketamine with naltrexone vs placebo: joint model, \d{4}-\d\d-\d\d</h1>", text
+        r"<h1>Naltrexone vs placebo before ketamine: joint model, \d{4}-\d\d-\d\d</h1>", text
     )
     summary = text[text.index('<section id="summary">') : text.index('<section id="data">')]
     assert "Naltrexone effect on the Glx/tNAA change, averaged over sexes: " in summary

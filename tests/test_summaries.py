@@ -187,7 +187,8 @@ def test_answers_put_the_probability_of_yes_in_words(p_yes, words):
     )
     sentence = estimands(_answered(p_yes)).loc["ntx_imp_direct", "text"]
     assert row["text"].startswith(f"{row['question']} {words} (P(< 0) ")
-    assert sentence in row["text"]
+    assert sentence.split(";")[0] in row["text"]  # the median and interval
+    assert row["text"].count("P(") == 1  # one probability, the answer's
 
 
 def test_answers_follow_the_spec_and_note_the_rope():
@@ -198,8 +199,25 @@ def test_answers_follow_the_spec_and_note_the_rope():
     assert table["estimand"].tolist() == ["ntx_imp_direct", "slope_placebo"]
     assert table.loc[1, "p_yes"] == pytest.approx(0.4, abs=1 / 4000)  # P(> 0)
     assert table.loc[0, "text"].endswith(
-        "% of it lies in the ROPE: the effect may be too small to matter."
+        "With half or more of it in the ROPE, the effect may be too small to matter."
     )
     assert "may be too small" not in table.loc[1, "text"]  # no ROPE on the slope
     none = _with_spec(tree, questions=[])
     assert kb.answers(none).empty
+
+
+def test_the_sign_is_not_reported_for_probabilities_or_other_reference_values():
+    """P(sign) is NaN for a probability (always > 0) and for an odds ratio judged against 1;
+    an effect judged against 0 keeps it."""
+    spec = kb.load_spec("joint")
+    draws = np.random.default_rng(3).uniform(0.1, 0.9, (2, 500))
+    post = xr.Dataset({
+        name: (("chain", "draw"), draws - (name == "ntx_glu") * 0.5,
+               {"label": name, "unit": unit, "estimand": 1})
+        for name, unit in (("response_placebo", "probability"), ("response_or", "odds ratio"),
+                           ("ntx_glu", "Glx/tNAA ratio units"))
+    })  # fmt: skip
+    tree = xr.DataTree.from_dict({"posterior": post})
+    tree.attrs["spec"] = json.dumps(spec.source)
+    table = estimands(tree, var_names=["response_placebo", "response_or", "ntx_glu"])
+    assert table["p_direction"].isna().tolist() == [True, True, False]
