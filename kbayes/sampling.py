@@ -133,6 +133,7 @@ def sample(
             chains=chains,
             seed=seed,
             target_accept=target_accept,
+            adaptation=spec.adaptation,
             progress_bar=progress,
             cores=cores or chains,
             save_warmup=save_warmup,
@@ -200,6 +201,7 @@ def sample_scalars(
     trace = nutpie.sample(
         _nutpie_model(entry, inputs), draws=draws, tune=tune, chains=chains, seed=seed,
         target_accept=target_accept, progress_bar=False, cores=1, return_raw_trace=True,
+        adaptation=spec.adaptation,
     )  # fmt: skip
     names = [v.name for v in (*entry.model.free_RVs, *entry.model.deterministics)
              if v.ndim == 0 or v.name in spec.categorical_coefficients]  # fmt: skip

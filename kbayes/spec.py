@@ -9,26 +9,22 @@ is documented in ``models/README.md``. Every problem in a file is reported in on
 
 from __future__ import annotations
 
-import ast
 import copy
-import functools
 import hashlib
 import json
 import math
-import string
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
-from types import CodeType
 from typing import Any
 
 import numpy as np
 from pymc_extras.prior import Prior
 
-from kbayes.config import TrialConfig
 from kbayes.errors import SpecError
+from kbayes.expressions import check_expr, check_placeholders, evaluate
 from kbayes.terms import (
     LEVEL_UNITS,
     TERMS,
@@ -73,6 +69,10 @@ UNSEPARABLE: dict[str, dict[str, tuple[str, ...]]] = {
     "crossover": {"effects": (), "parts": ()},
     "parallel": {"effects": ("a_session", "e", "v", "w_session"), "parts": ("period",)},
 }
+#: nutpie's mass-matrix adaptation per design, unless the spec sets ``adaptation``: in a
+#: parallel trial the improvement intercept and glutamate slope can be correlated 0.99
+#: (docs/calibration.md), a ridge a diagonal mass matrix crawls along.
+ADAPTATION = {"crossover": "diag", "parallel": "low_rank"}
 TOP_KEYS = {
     "schema_version": int,
     "extends": str,
@@ -96,6 +96,7 @@ TOP_KEYS = {
     "estimands": dict,
     "questions": list,
     "design": str,
+    "adaptation": str,
 }
 ESTIMAND_KEYS = {"expr", "label", "unit", "rope", "thresholds"}
 #: Keys of ``[units]``: the TrialConfig names whose units a spec's numbers are in.
@@ -170,6 +171,8 @@ class ModelSpec:
     #: The trial design the model is for (``UNSEPARABLE``), and what that design left out.
     design: str = "crossover"
     dropped: tuple[str, ...] = ()
+    #: nutpie's mass-matrix adaptation (``"diag"`` or ``"low_rank"``; :data:`ADAPTATION`).
+    adaptation: str = "diag"
 
     @property
     def categorical(self) -> dict[str, tuple[str, ...]]:
@@ -335,68 +338,6 @@ def level_name(coefficient: str, level: str) -> str:
     return f"{coefficient}_{level}"
 
 
-# --- expressions -----------------------------------------------------------------------
-_OPERATORS = (ast.Add, ast.Sub, ast.Mult, ast.Div, ast.Pow, ast.USub, ast.UAdd)
-_NODES, _WEIGHTS = np.polynomial.hermite.hermgauss(32)
-
-
-def p_above(threshold: Any, mean: Any, between_sd: Any, sigma: Any, nu: Any) -> Any:
-    """P(mean + between_sd Z + sigma T >= threshold), Z standard normal, T Student-t with
-    ``nu`` degrees of freedom (``inf``: normal), independent: the predictive probability that
-    a new session's outcome reaches ``threshold`` (response, remission). Gauss-Hermite
-    quadrature over Z (32 nodes); works on numbers, arrays and xarray objects."""
-    from scipy.special import stdtr
-
-    total = 0.0
-    for node, weight in zip(_NODES, _WEIGHTS, strict=True):
-        z = (threshold - mean - between_sd * np.sqrt(2.0) * node) / sigma
-        total = total + weight * stdtr(nu, -z)
-    return total / np.sqrt(np.pi)
-
-
-_FUNCTIONS = {"exp": np.exp, "log": np.log, "abs": abs, "sqrt": np.sqrt, "p_above": p_above}
-
-
-def _names(expr: str) -> set[str]:
-    tree = ast.parse(expr, mode="eval")
-    for node in ast.walk(tree):
-        allowed = (
-            ast.Expression,
-            ast.Name,
-            ast.Constant,
-            ast.BinOp,
-            ast.UnaryOp,
-            ast.Call,
-            ast.Load,
-            *_OPERATORS,
-        )
-        if not isinstance(node, allowed):
-            raise ValueError(f"{type(node).__name__} is not allowed")
-        if isinstance(node, ast.Call) and (
-            not isinstance(node.func, ast.Name) or node.func.id not in _FUNCTIONS
-        ):
-            raise ValueError(f"only the functions {sorted(_FUNCTIONS)} may be called")
-    return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)} - set(_FUNCTIONS)
-
-
-def evaluate(expr: str, scope: Mapping[str, Any]) -> Any:
-    """Evaluate an arithmetic expression (+ - * / **, exp, log, abs, sqrt, :func:`p_above`)
-    over ``scope``."""
-    return eval(_compiled(expr), _GLOBALS, scope)  # safe: _compiled checked the grammar
-
-
-_GLOBALS = {"__builtins__": {}, **_FUNCTIONS}
-
-
-@functools.cache
-def _compiled(expr: str) -> CodeType:
-    """An expression checked to be plain arithmetic (:func:`_names`), compiled once
-    (estimands are evaluated per replicate: walking the syntax tree took a tenth of a
-    Laplace replicate)."""
-    _names(expr)
-    return compile(ast.parse(expr, mode="eval"), "<expression>", "eval")
-
-
 # --- parsing ---------------------------------------------------------------------------
 def _prior(key: str, table: Any, errors: list[str], dims_allowed=DIMS) -> Prior | None:
     if not isinstance(table, dict) or "distribution" not in table:
@@ -541,6 +482,9 @@ def parse_spec(source: dict, origin: str = "<dict>") -> ModelSpec:
         errors.append(f"design: expected one of {tuple(UNSEPARABLE)}, got {design!r}")
         design = "crossover"
     left_out, extra_constants = UNSEPARABLE[design], {}
+    adaptation = source.get("adaptation", ADAPTATION[design])
+    if adaptation not in ("diag", "low_rank"):
+        errors.append(f"adaptation: expected 'diag' or 'low_rank', got {adaptation!r}")
     dropped = [term_coefficient(lv, t) for lv, ts in terms.items() for t in ts
                if set(t.split(":")) & set(left_out["parts"])]  # fmt: skip
     terms = {lv: tuple(t for t in ts if not set(t.split(":")) & set(left_out["parts"]))
@@ -648,7 +592,7 @@ def parse_spec(source: dict, origin: str = "<dict>") -> ModelSpec:
               if level != covariates[dims[0]]["reference"]}  # fmt: skip
     derived = {}
     for key, expr in source.get("derived", {}).items():
-        errors += _check_expr(f"derived.{key}", expr, known)
+        errors += check_expr(f"derived.{key}", expr, known)
         derived[key] = expr
         known.add(key)
     estimands = {}
@@ -664,9 +608,9 @@ def parse_spec(source: dict, origin: str = "<dict>") -> ModelSpec:
         ]
         errors += [f"{where}.{k}: missing" for k in ("label", "unit") if k not in table]
         errors += [e for k in ("label", "unit") for e in
-                   _check_placeholders(f"{where}.{k}", table.get(k, ""), constants)]  # fmt: skip
+                   check_placeholders(f"{where}.{k}", table.get(k, ""), constants)]  # fmt: skip
         expr = table.get("expr", key)
-        errors += _check_expr(f"{where}.expr", expr, known)
+        errors += check_expr(f"{where}.expr", expr, known)
         rope = table.get("rope")
         if rope is not None and (len(rope) != 2 or rope[0] >= rope[1]):
             errors.append(f"{where}.rope: expected [low, high] with low < high")
@@ -707,6 +651,7 @@ def parse_spec(source: dict, origin: str = "<dict>") -> ModelSpec:
         questions=questions,
         design=design,
         dropped=tuple(dropped),
+        adaptation=adaptation,
     )
 
 
@@ -734,33 +679,10 @@ def _questions(
                           f"{entry['yes_if']!r}")  # fmt: skip
             continue
         for key in ("ask", "note"):
-            errors += _check_placeholders(f"{where}.{key}", entry.get(key, ""), constants)
+            errors += check_placeholders(f"{where}.{key}", entry.get(key, ""), constants)
         questions.append(Question(str(entry["ask"]), entry["estimand"], op == "<", threshold,
                                   str(entry.get("note", ""))))  # fmt: skip
     return tuple(questions)
-
-
-def _check_placeholders(where: str, text: Any, constants: dict) -> list[str]:
-    """Problems with the ``{name}`` placeholders of a label, unit or question."""
-    allowed = set(TrialConfig().label_names) | set(constants)
-    try:
-        names = {f for _, f, _, _ in string.Formatter().parse(str(text)) if f is not None}
-    except ValueError as exc:
-        return [f"{where}: cannot read {text!r}: {exc}"]
-    return [f"{where}: {{{n}}} is neither a trial name ({', '.join(TrialConfig().label_names)}) "
-            f"nor a constant of this spec" for n in sorted(names - allowed)]  # fmt: skip
-
-
-def _check_expr(where: str, expr: Any, known: set[str]) -> list[str]:
-    if not isinstance(expr, str):
-        return [f"{where}: expected a string expression"]
-    try:
-        unknown = _names(expr) - known
-    except (SyntaxError, ValueError) as exc:
-        return [f"{where}: cannot parse {expr!r}: {exc}"]
-    if not unknown:
-        return []
-    return [f"{where}: {expr!r} refers to {', '.join(sorted(unknown))}, not in this model"]
 
 
 _PARSED: dict[str, ModelSpec] = {}

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import kbayes as kb
-from kbayes.spec import MODELS_DIR, evaluate, parse_spec
+from kbayes.spec import MODELS_DIR, parse_spec
 
 BUILTIN = ["glutamate", "improvement", "joint", "madrs_items", "two_stage"]
 
@@ -376,12 +376,6 @@ def test_estimands_evaluate_elementwise_on_arrays():
     np.testing.assert_allclose(est["ntx_glu_male"], p["beta_N"] + 0.5 * p["beta_NM"])
 
 
-def test_evaluate_is_plain_arithmetic():
-    assert evaluate("-2 * a ** 2 + sqrt(b) / abs(c)", {"a": 3, "b": 16, "c": -2}) == -16
-    with pytest.raises(ValueError, match=r"not allowed|cannot"):
-        evaluate("a.b", {"a": 1})
-
-
 # --- covariates, extends, with_priors / with_terms (issue 17) ----------------------------
 AGE_SPEC = {
     "extends": "joint",
@@ -529,7 +523,7 @@ def test_categorical_terms_that_cannot_be_built_are_spec_errors():
 
 
 def test_p_above_is_the_probability_of_a_normal_plus_student_t_sum():
-    from kbayes.spec import p_above
+    from kbayes.expressions import p_above
 
     rng = np.random.default_rng(0)
     x = 0.3 + 2.0 * rng.standard_normal(1_000_000) + 1.5 * rng.standard_t(4, 1_000_000)
@@ -624,3 +618,9 @@ def test_a_parallel_design_leaves_out_what_one_session_cannot_separate():
         parse_spec(correlated)
     with pytest.raises(kb.SpecError, match="design: expected one of"):
         parse_spec(builtin_source("joint") | {"design": "cluster"})
+    # nutpie's mass matrix: low-rank for the parallel design's intercept-slope ridge
+    assert (joint.adaptation, parallel.adaptation) == ("diag", "low_rank")
+    both = builtin_source("joint") | {"design": "parallel", "adaptation": "diag"}
+    assert parse_spec(both).adaptation == "diag"
+    with pytest.raises(kb.SpecError, match="adaptation: expected 'diag' or 'low_rank'"):
+        parse_spec(builtin_source("joint") | {"adaptation": "dense"})
