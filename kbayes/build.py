@@ -552,8 +552,9 @@ def _improvement_level(spec: ModelSpec, d: dict, delta, v, layout: LatentLayout)
     dtilde = standardised_change(spec, source)
     factors = {"c": c, "m": m, "p": p, "dtilde": dtilde, "baseline_c": d["baseline_c"],
                **_covariates(d)}  # fmt: skip
-    rs = d["rating_session"]  # the sessions with a day-1 rating: the others' improvement is
-    mu = (_linear(spec, "improvement", factors) + v[pi])[rs]  # missing, integrated out
+    # observed per rating (a session with a day-1 score): a missing one is integrated out
+    rs = d["rating_session"]
+    mu = (_linear(spec, "improvement", factors) + v[pi])[rs]
     sigma_y = spec.priors["sigma_y"].create_variable("sigma_y")
     nu = spec.priors["nu"].create_variable("nu") if spec.likelihood == "student_t" else None
     through_delta = layout.delta and spec.delta == "latent"

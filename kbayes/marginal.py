@@ -377,11 +377,10 @@ def _draw_offsets(spec, inputs, values, sds, rng, lead) -> dict[str, np.ndarray]
         if name in spec.integrate:
             sd2[name] = sds[name] ** 2
             mu = mu + spec.priors[name].parameters["mu"]
-        elif name not in spec.priors:  # not in this model
-            sd2[name] = np.zeros(lead)
         else:
             sd2[name] = np.zeros(lead)
-            mu = mu + values[name][..., index]
+            if name in spec.priors:  # (else not in this model: its design left it out)
+                mu = mu + values[name][..., index]
     stats = mrs_offset_stats(np, d["glx_observed"] - mu, var, s_idx, pi, segment_sum_np)
     tau2, sig2 = sd2["a_session"][..., None], sd2["a"][..., None]
     wt = stats.W / (1 + tau2 * stats.W)

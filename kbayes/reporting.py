@@ -362,9 +362,9 @@ def _spec_section(idata: xr.DataTree) -> _Section:
         s.parts.append(("p", source["description"]))
     if source.get("design", "crossover") != "crossover":
         left_out = ", ".join(result_spec(idata).dropped)
-        s.parts.append(("p", f"For a {source['design']} trial, which has one session per "
-                        f"participant: left out, as that cannot separate them from other "
-                        f"terms, {left_out}."))  # fmt: skip
+        s.parts.append(("p", f"Fitted for a {source['design']} trial: one session per "
+                        "participant cannot separate these from other terms, so they are "
+                        f"left out: {left_out}."))  # fmt: skip
     if constants := source.get("constants"):
         units = ", ".join(f"{k} {v}" for k, v in source.get("units", {}).items())
         rows = [{"constant": k, "value": v} for k, v in constants.items()]

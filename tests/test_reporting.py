@@ -243,3 +243,14 @@ def test_prior_sensitivity_is_reported_for_the_estimands_with_what_a_flag_means(
         assert "Fit again with a wider prior" in section or "prior-driven" in section
     total = joint_example_fit.posterior.sizes["chain"] * joint_example_fit.posterior.sizes["draw"]
     assert (f"Computed from {total} draws" in section) == (total < 4000)
+
+
+def test_a_parallel_trial_report_says_what_its_design_left_out(tmp_path):
+    """The spec section of a parallel trial's report names the effects and terms that one
+    session per participant cannot separate."""
+    design = kb.Design(n=16, config=kb.TrialConfig(design="parallel"))
+    sim = kb.simulate(design, kb.Truth(), seed=4)
+    dt = kb.fit(sim, "glutamate", seed=1, draws=100, tune=100, chains=2, progress=False)
+    text = html.unescape(report(dt, tmp_path / "parallel.html").read_text())
+    assert "Fitted for a parallel trial: one session per participant cannot separate" in text
+    assert "left out: beta_P, a_session, e." in text
