@@ -294,7 +294,11 @@ def _summary_section(
             )))  # fmt: skip
     ok = {"ok": "the numbers can be used", "warn": "read the warnings under Convergence",
           "fail": "the numbers are not yet trustworthy"}[verdict.status]  # fmt: skip
-    s.parts.append(("p", f"Convergence: {verdict.status} ({ok}). {verdict.headline()}."))
+    own = ""  # the warnings may be about nuisance quantities: say how the estimands fare
+    if table is not None:
+        own = (f" The estimands themselves: R-hat at most {table['rhat'].max():.3f}, bulk "
+               f"effective draws at least {table['ess_bulk'].min():.0f}.")  # fmt: skip
+    s.parts.append(("p", f"Convergence: {verdict.status} ({ok}). {verdict.headline()}.{own}"))
     records = pd.DataFrame(json.loads(idata.attrs.get("exclusions", "[]")))
     said = {"excluded": "nothing excluded", "kept": ""}
     for action in said:

@@ -173,6 +173,8 @@ def test_the_summary_comes_first_in_words(reports, joint_example_fit):
     summary = text[text.index('<section id="summary">') : text.index('<section id="data">')]
     assert "Naltrexone effect on the Glx/tNAA change, averaged over sexes: " in summary
     assert "95 % HDI" in summary and "Sampling check:" in summary
+    worst = kb.estimands(joint_example_fit)["rhat"].max()
+    assert f"The estimands themselves: R-hat at most {worst:.3f}, bulk effective" in summary
     assert "kept with a note: " in summary and "(one period only)" in summary
     # the spec's questions first, answered in words (kb.answers), each once
     for row in kb.answers(joint_example_fit).itertuples():
