@@ -347,7 +347,7 @@ def _exclusions(
         _notes("mrs", m[m["crlb"].isna()], "kept", "CRLB not reported"),
         _notes(
             "sessions",
-            s[s["participant"].map(n_sessions) < config.periods],
+            s[(s["participant"].map(n_sessions) == 1) & (config.periods > 1)],
             "kept",
             "one period only",
         ),
