@@ -202,7 +202,8 @@ def answers(idata: xr.DataTree, *, ci_prob: float | None = None) -> pd.DataFrame
     """
     spec = result_spec(idata)
     names = spec.constants | TrialConfig(**trial_config(idata)).label_names
-    table = estimands(idata, ci_prob=ci_prob) if spec.questions else None
+    asked = list(dict.fromkeys(q.estimand for q in spec.questions))  # only these summarised
+    table = estimands(idata, ci_prob=ci_prob, var_names=asked) if asked else None
     rows = []
     for q in spec.questions:
         draws = idata.posterior[q.estimand].to_numpy().ravel()
