@@ -25,6 +25,7 @@ from kbayes.published.convert import (
     from_result,
     from_t,
 )
+from kbayes.published_trial import PublishedDesign, PublishedTruth, from_published
 from kbayes.readers import parse_fsl_mrs, parse_lcmodel, read_fsl_mrs, read_lcmodel, read_osprey
 from kbayes.reanalysis import NormalPrior, plot_reanalysis, prior_set, reanalyse
 from kbayes.reporting import report
@@ -61,6 +62,8 @@ __all__ = [
     "PredictiveTruth",
     "PriorTruth",
     "Problem",
+    "PublishedDesign",
+    "PublishedTruth",
     "Rule",
     "SimulatedTruth",
     "SpecError",
@@ -82,6 +85,7 @@ __all__ = [
     "from_f",
     "from_mean_difference",
     "from_p",
+    "from_published",
     "from_result",
     "from_t",
     "load",

@@ -300,6 +300,22 @@ def simulate_tables(
     return _tables(design, _fixed_count_draw(design, truth, seed, profile))[0]
 
 
+def simulate_arrays(
+    design: Design, truth: Truth, seed: np.random.SeedSequence, profile: str = "step"
+) -> dict[str, np.ndarray]:
+    """One trial of :func:`simulate_tables` as arrays on the participant x period (x block)
+    grid, for statistics over many trials without tables.
+
+    Keys: ``c`` (n, 2; 1 under the pretreatment), ``seen`` (n, 2; the session exists),
+    ``glx`` and ``block_seen`` (n, 2, blocks; Glx/tNAA and whether the block is in the
+    tables), ``base`` and ``day1`` (n, 2; scores, ``day1`` NaN when not rated), ``female``
+    (n,); and the latent ``delta``, ``u``, ``v``, ``imp``.
+    """
+    a = _fixed_count_draw(design, truth, seed, profile)
+    keys = ("c", "seen", "glx", "block_seen", "base", "day1", "female", "delta", "u", "v", "imp")
+    return {k: a[k] for k in keys}
+
+
 def _fixed_count_draw(design: Design, truth: Truth, seed, profile: str) -> dict[str, Any]:
     """:func:`kbayes.simulate`'s arrays with the masks of :func:`simulate_tables`."""
     rng = np.random.default_rng(child(seed))  # a copy: Generator.spawn mutates its seed
