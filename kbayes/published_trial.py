@@ -110,8 +110,8 @@ class PublishedDesign:
             for r in self.matched.itertuples()
         ]
         chosen = ", ".join(f"{k} = {self.truth.params[k]:.4g}" for k in CHOSEN)
-        return "\n".join([f"Calibrated to {self.study}: {chosen}", "Matched:", *rows,
-                          f"Assumed: {len(self.assumed)} design and truth values (.assumed)"])  # fmt: skip
+        assumed = f"Assumed: {len(self.assumed)} design and truth values (.assumed)"
+        return "\n".join([f"Calibrated to {self.study}: {chosen}", "Matched:", *rows, assumed])
 
     def design_prior(self, prior: str = "neutral") -> PublishedTruth:
         """The reported effects' uncertainty as a design prior (assurance).

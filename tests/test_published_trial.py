@@ -102,5 +102,5 @@ def test_design_prior_draws_the_reanalysis_posteriors(calibrated):
 
 
 def test_unknown_study_is_named():
-    with pytest.raises(KeyError, match="williams2018.*jelen2025"):
+    with pytest.raises(KeyError, match=r"williams2018.*jelen2025"):
         kb.from_published("williams2018")
