@@ -311,15 +311,21 @@ class ModelSpec:
         return names | set(self.level_values({c: {} for c in self.categorical_coefficients}))
 
     def estimand_values(self, params: Mapping[str, Any]) -> dict[str, Any]:
-        """Evaluate every estimand on ``params`` (floats, arrays or xarray objects)."""
+        """Evaluate every estimand on ``params`` (floats, arrays or xarray objects).
+
+        Floats are evaluated as numpy floats, so an estimand undefined at these values (a
+        share of a total effect of 0, as under a null truth) is NaN or inf, not an error.
+        """
+        params = {k: np.float64(v) if isinstance(v, float | int) else v for k, v in params.items()}
         scope: dict[str, Any] = {**self.constants, **params, **self.level_values(params)}
         if self.likelihood == "normal":
             scope.setdefault("nu", np.inf)
-        for name, expr in self.derived.items():
-            scope[name] = evaluate(expr, scope)
         out = {}
-        for name, est in self.estimands.items():
-            out[name] = scope[name] = evaluate(est.expr, scope)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            for name, expr in self.derived.items():
+                scope[name] = evaluate(expr, scope)
+            for name, est in self.estimands.items():
+                out[name] = scope[name] = evaluate(est.expr, scope)
         return out
 
     def to_toml_dict(self) -> dict:

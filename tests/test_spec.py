@@ -369,6 +369,14 @@ def test_estimand_values_follow_their_expressions():
     assert est["attenuation_pct"] == pytest.approx(28.3, abs=0.1)
 
 
+def test_estimands_undefined_at_a_null_truth_are_nan_not_errors():
+    """A null truth (no effect anywhere) leaves the mediated share 0 / 0: NaN, so that power
+    and threshold calibration under the null can record the other estimands."""
+    est = kb.Truth(beta_N=0, beta_NM=0, gamma_N=0).estimands("joint")
+    assert est["ntx_imp_total"] == 0 and np.isnan(est["prop_mediated"])
+    assert est["ntx_glu"] == 0
+
+
 def test_estimands_evaluate_elementwise_on_arrays():
     p = {k: np.full(3, v) for k, v in kb.Truth().params.items()}
     p["beta_N"] = np.array([-0.02, 0.0, 0.02])
