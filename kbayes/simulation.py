@@ -24,8 +24,10 @@ clipped to 0..score_max, and the day-1 score is ``round(B - imp)`` clipped the s
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
+import itertools
 from importlib.resources import as_file, files
 from pathlib import Path
 from typing import Any
@@ -256,10 +258,44 @@ def simulate_inputs(
     Equals ``model_inputs(spec, TrialData(*simulate_tables(...)))`` (tested), built from
     the simulated arrays without tables or validation, which took longer than a Laplace fit.
     """
+    return _inputs(spec, design, _fixed_count_draw(design, truth, seed, spec.profile))
+
+
+def simulate_looks(
+    spec: ModelSpec,
+    design: Design,
+    truth: Truth,
+    seed: np.random.SeedSequence,
+    looks: tuple[int, ...],
+) -> list[ModelInputs]:
+    """The model's inputs at each interim look of one simulated trial.
+
+    Look k sees the first ``looks[k]`` participants (increasing; the last is ``design.n``),
+    with their complete follow-up. Missingness is nested and counted per look: of each
+    look's participants, ``round(looks[k] * dropout)`` miss period 2, and likewise for
+    missing blocks and day-1 ratings, so every look has one data shape per design and what
+    an early look saw stays in the later ones. With one look (``(design.n,)``) this is
+    :func:`simulate_inputs`.
+    """
+    if list(looks) != sorted(set(looks)) or looks[-1] != design.n or looks[0] < 2:
+        raise ValueError(f"looks must increase from >= 2 to design.n = {design.n}, got {looks}")
+    a = _fixed_count_draw(design, truth, seed, spec.profile, looks)
+    return [_inputs(spec, dataclasses.replace(design, n=n), _first(a, n)) for n in looks]
+
+
+def _first(a: dict[str, Any], n: int) -> dict[str, Any]:
+    """The arrays of the first ``n`` participants."""
+    cut = {k: v[:n] if isinstance(v, np.ndarray) else v for k, v in a.items()}
+    covariates = {k: x[:n] for k, x in a["covariates"].items()}
+    return cut | {"covariates": covariates, "r_items": copy.deepcopy(a["r_items"])}
+
+
+def _inputs(spec: ModelSpec, design: Design, a: dict[str, Any]) -> ModelInputs:
+    """The model's inputs of one trial's arrays (from the tables where the spec needs items
+    or the two-stage change)."""
     if "items" in spec.levels or spec.delta == "two_stage":
-        tables = simulate_tables(design, truth, seed, spec.profile)
+        tables = _tables(design, a)[0]
         return model_inputs(spec, TrialData(*tables, config=design.config))
-    a = _fixed_count_draw(design, truth, seed, spec.profile)
     i, s = np.nonzero(a["seen"])
     session_of = np.cumsum(a["seen"].ravel()).reshape(a["seen"].shape) - 1
     bi, bs, bb = np.nonzero(a["seen"][..., None] & a["block_seen"])
@@ -316,14 +352,20 @@ def simulate_arrays(
     return {k: a[k] for k in keys}
 
 
-def _fixed_count_draw(design: Design, truth: Truth, seed, profile: str) -> dict[str, Any]:
-    """:func:`kbayes.simulate`'s arrays with the masks of :func:`simulate_tables`."""
+def _fixed_count_draw(
+    design: Design, truth: Truth, seed, profile: str, looks: tuple[int, ...] | None = None
+) -> dict[str, Any]:
+    """:func:`kbayes.simulate`'s arrays with the masks of :func:`simulate_tables`, the
+    counts fixed for the first ``looks[k]`` participants of each look (default: all)."""
     rng = np.random.default_rng(child(seed))  # a copy: Generator.spawn mutates its seed
     full = dataclasses.replace(design, dropout=0.0, block_missing=0.0, rating_missing=0.0)
     a = _draw_arrays(full, truth, rng)
     cfg, n = design.config, design.n
+    groups = list(itertools.pairwise([0, *(looks or (n,))]))  # participants new at each look
     seen = np.ones((n, 2), bool)
-    seen[n - round(n * design.dropout) :, 1] = False
+    for lo, hi in groups:  # the last of each look's new participants lose period 2
+        gone = round(hi * design.dropout) - round(lo * design.dropout)
+        seen[hi - gone : hi, 1] = False
     seen[:, 1] &= cfg.design == "crossover"  # a parallel trial: period 1 (its arm) only
     blocks = seen[..., None] & (a["crlb"] <= cfg.crlb_max)
     during = infusion_profile(np.asarray(design.block_times), profile, cfg.infusion_min) > 0
@@ -334,15 +376,22 @@ def _fixed_count_draw(design: Design, truth: Truth, seed, profile: str) -> dict[
         k = np.where(blocks & phase, key, np.inf).argmin(axis=2)
         first = np.take_along_axis(blocks & phase, k[..., None], axis=2)
         np.put_along_axis(keep, k[..., None], first, axis=2)
-    target = round(int(blocks.sum()) * design.block_missing)
     removable = np.flatnonzero(blocks & ~keep)
-    gone = removable[np.argsort(key.ravel()[removable], kind="stable")[:target]]
-    np.put(blocks, gone, False)
+    per_participant = blocks.size // n
+    counts = [round(int(blocks[:hi].sum()) * design.block_missing) for _, hi in groups]
+    gone = []
+    for (lo, hi), target, before in zip(groups, counts, [0, *counts], strict=False):
+        mine = removable[(removable >= lo * per_participant) & (removable < hi * per_participant)]
+        gone.append(mine[np.argsort(key.ravel()[mine], kind="stable")[: target - before]])
+    np.put(blocks, np.concatenate(gone), False)
     if design.rating_missing > 0:  # a fixed count of the sessions' day-1 ratings goes
-        sessions = np.flatnonzero(seen)
-        unrated = rng.permutation(sessions)[: round(sessions.size * design.rating_missing)]
         a = a | {"day1": a["day1"].copy()}
-        np.put(a["day1"], unrated, np.nan)
+        before = 0
+        for lo, hi in groups:
+            sessions = np.flatnonzero(seen[lo:hi]) + 2 * lo
+            target = round(int(seen[:hi].sum()) * design.rating_missing)
+            np.put(a["day1"], rng.permutation(sessions)[: target - before], np.nan)
+            before = target
     return a | {"seen": seen, "block_seen": blocks}
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 
 import numpy as np
 import pandas as pd
@@ -373,3 +374,32 @@ def test_a_parallel_design_gives_each_participant_one_session_in_a_balanced_arm(
     assert fast.coords == slow.coords and len(fast.coords["session"]) == 30
     for name, value in fast.data.items():
         np.testing.assert_allclose(value, slow.data[name], rtol=1e-9, atol=1e-12, err_msg=name)
+
+
+def test_looks_nest_and_fix_their_counts():
+    """Each interim look sees the first participants of the next, exactly as the next sees
+    them, with round(n_look * rate) dropouts and missing ratings; one look is the trial."""
+    from kbayes.simulation import simulate_looks
+
+    spec = load_spec("joint")
+    design = Design(n=30, dropout=0.2, block_missing=0.1, rating_missing=0.2)
+    shapes = set()
+    for r in range(4):
+        seed = np.random.SeedSequence(8, spawn_key=(r,))
+        looks = simulate_looks(spec, design, TRUTH, seed, (10, 20, 30))
+        for early, late in itertools.pairwise(looks):
+            for name, x in early.data.items():
+                y = np.asarray(late.data[name])
+                np.testing.assert_array_equal(x, y[: len(x)], err_msg=name)
+        sessions = [len(x.coords["session"]) for x in looks]
+        ratings = [len(x.coords["rating"]) for x in looks]
+        assert sessions == [2 * n - round(n * 0.2) for n in (10, 20, 30)]
+        assert ratings == [s - round(s * 0.2) for s in sessions]
+        shapes.add(tuple(x.shape for x in looks))
+        (alone,) = simulate_looks(spec, design, TRUTH, seed, (30,))
+        whole = simulate_inputs(spec, design, TRUTH, seed)
+        for name, x in whole.data.items():
+            np.testing.assert_array_equal(alone.data[name], x, err_msg=name)
+    assert len(shapes) <= 2  # only the CRLB exclusion of blocks may change a shape
+    with pytest.raises(ValueError, match="looks must increase"):
+        simulate_looks(spec, design, TRUTH, np.random.SeedSequence(1), (20, 10, 30))
