@@ -13,6 +13,7 @@ from kbayes.design import Design, SimulatedTruth, Truth
 from kbayes.design_priors import PosteriorTruth, PredictiveTruth, PriorTruth
 from kbayes.diagnostics import Problem, Verdict, check
 from kbayes.errors import ConfigError, DataError, SpecError
+from kbayes.interim import Sequential, sequential
 from kbayes.meta import MetaAnalysis, meta_analysis
 from kbayes.planning import plot_power, power, read_replicates
 from kbayes.published.convert import (
@@ -65,6 +66,7 @@ __all__ = [
     "PublishedDesign",
     "PublishedTruth",
     "Rule",
+    "Sequential",
     "SimulatedTruth",
     "SpecError",
     "TrialConfig",
@@ -107,5 +109,6 @@ __all__ = [
     "reanalyse",
     "report",
     "save",
+    "sequential",
     "simulate",
 ]

@@ -29,7 +29,7 @@ import dataclasses
 import json
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +53,7 @@ from kbayes.replicates import (
 )
 from kbayes.rules import Rule, as_rule
 from kbayes.sampling import sample_scalars, sampler_seed
-from kbayes.simulation import simulate_inputs
+from kbayes.simulation import simulate_inputs, simulate_looks
 from kbayes.spec import ModelSpec, load_spec, spec_from_source
 
 ENGINES = ("nutpie", "laplace")
@@ -74,7 +74,8 @@ LAPLACE_REFERENCES = 4
 # --- one replicate (runs on a worker) --------------------------------------------------
 @dataclasses.dataclass(frozen=True)
 class Task:
-    """What a worker needs for one replicate: plain data, no model."""
+    """What a worker needs for one replicate: plain data, no model. ``looks``: participants
+    at each interim look (:func:`kbayes.sequential`); empty for one analysis at the end."""
 
     spec_source: dict
     point: str
@@ -86,24 +87,51 @@ class Task:
     engine: str
     settings: dict
     target: str  # estimand whose bulk ESS is checked with the rule's
+    looks: tuple[int, ...] = ()
 
 
 def run_replicate(task: Task, rule: Rule) -> dict:
-    """Simulate, fit and decide one replicate; returns its small JSON-able record."""
+    """Simulate, fit and decide one replicate; returns its small JSON-able record.
+
+    With ``task.looks`` the trial is fitted at every look (``"looks"``: one entry per look
+    with its estimand summaries and the posterior probability of each event of ``rule``,
+    ``"events"``), and the stopping decisions are left to the caller.
+    """
     spec = spec_from_source(task.spec_source)
     s_data, s_fit = child(task.seed, 1), child(task.seed, 2)
-    inputs = simulate_inputs(spec, task.design, task.truth, s_data)
+    truth = spec.estimand_values(task.truth.params)
+    record = {"point": task.point, "rep": task.rep, "engine": task.engine,
+              "truth": {k: float(v) for k, v in truth.items()}}  # fmt: skip
+    seed = {"seed": seed_record(task.seed)}
+    if not task.looks:
+        inputs = simulate_inputs(spec, task.design, task.truth, s_data)
+        fit = _analyse(spec, inputs, task, s_fit, rule, task.point)
+        probs = fit.pop("probabilities")
+        decided = {"summary": fit.pop("summary"), "probabilities": probs,
+                   "outcome": rule.outcome(probs) if probs else None}  # fmt: skip
+        return record | decided | fit | seed
+    looks = []
+    for k, inputs in enumerate(simulate_looks(spec, task.design, task.truth, s_data, task.looks)):
+        fit = _analyse(spec, inputs, task, child(s_fit, k), rule, f"{task.point}/look{k}", k)
+        probs = fit.pop("probabilities")
+        events = {c.event: probs[c.text] for c in rule.conditions} if probs else {}
+        looks.append({"n": task.looks[k], **fit, "events": events})
+    return record | {"looks": looks} | seed
+
+
+def _analyse(spec, inputs, task: Task, seed, rule: Rule, reference: str, look: int | None = None):
+    """Fit one data set and summarise it: estimand mean, SD and ``ci_prob`` interval, the
+    probabilities of the rule's conditions, the diagnostics and the seconds taken."""
     start = time.perf_counter()
     try:
         if task.engine == "laplace":
-            draws, diag = _laplace(spec, inputs, task, s_fit)
+            draws, diag = _laplace(spec, inputs, task, seed, reference, look)
         else:
             used = tuple(dict.fromkeys((*rule.estimands, task.target)))
-            draws, diag = _nuts(spec, inputs, s_fit, task.settings, used)
+            draws, diag = _nuts(spec, inputs, seed, task.settings, used)
     except Exception as exc:  # a failed fit is a problem replicate, counted with its message
         draws, diag = {}, failed(exc)
     seconds = time.perf_counter() - start
-    truth = spec.estimand_values(task.truth.params)
     lo, hi = (1 - spec.ci_prob) / 2, (1 + spec.ci_prob) / 2
     summary = {}
     if draws:  # mean, SD and the ci_prob equal-tailed interval of every estimand
@@ -111,14 +139,7 @@ def run_replicate(task: Task, rule: Rule) -> dict:
         stats = np.vstack([x.mean(axis=1), x.std(axis=1), np.quantile(x, [lo, hi], axis=1)])
         summary = {name: stats[:, k].tolist() for k, name in enumerate(draws)}
     probs = rule.probabilities(draws, spec) if draws else {}
-    return {
-        "point": task.point, "rep": task.rep, "engine": task.engine,
-        "truth": {k: float(v) for k, v in truth.items()},
-        "summary": summary, "probabilities": probs,
-        "outcome": rule.outcome(probs) if probs else None,
-        **diag, "seconds": seconds,
-        "seed": seed_record(task.seed),
-    }  # fmt: skip
+    return {"summary": summary, "probabilities": probs, **diag, "seconds": seconds}
 
 
 def _nuts(spec, inputs, seed, settings, used: tuple[str, ...]) -> tuple[dict, dict]:
@@ -140,17 +161,20 @@ def _nuts(spec, inputs, seed, settings, used: tuple[str, ...]) -> tuple[dict, di
                    "problem": problem, "message": ""}  # fmt: skip
 
 
-def _laplace(spec, inputs, task: Task, seed) -> tuple[dict, dict]:
+def _laplace(spec, inputs, task: Task, seed, reference: str, look: int | None):
     eng = laplace.engine(spec, inputs)
-    if task.point not in eng.references:  # reference data sets of this design point
+    if reference not in eng.references:  # reference data sets of this design point (look)
         k = task.seed.spawn_key[0]
-        refs = [
-            simulate_inputs(spec, task.design, task.reference_truth,
-                            np.random.SeedSequence(task.seed.entropy, spawn_key=(k, 2**32 + j)))
-            for j in range(LAPLACE_REFERENCES)
-        ]  # fmt: skip
-        eng.prepare(task.point, refs)
-    fit = eng.fit(inputs, reference=task.point, draws=task.settings["draws"], seed=seed)
+        refs = []
+        for j in range(LAPLACE_REFERENCES):
+            ss = np.random.SeedSequence(task.seed.entropy, spawn_key=(k, 2**32 + j))
+            if look is None:
+                refs.append(simulate_inputs(spec, task.design, task.reference_truth, ss))
+            else:
+                looks = simulate_looks(spec, task.design, task.reference_truth, ss, task.looks)
+                refs.append(looks[look])
+        eng.prepare(reference, refs)
+    fit = eng.fit(inputs, reference=reference, draws=task.settings["draws"], seed=seed)
     return fit.draws, {"divergences": 0, "max_rhat": np.nan, "min_ess": np.nan,
                        "problem": not fit.converged, "message": fit.message}  # fmt: skip
 
@@ -260,7 +284,61 @@ def power(
         rule, spec, engine and every replicate's record with its design point's varied
         fields (``pd.DataFrame(table.attrs["replicates"])``).
     """
-    spec, rule = load_spec(model).for_design(design.config.design), as_rule(rule)
+    spec, rule, target, keys, rows = run_points(
+        design, truth, as_rule(rule), n=n, grid=grid, replicates=replicates, seed=seed,
+        model=model, store=store, client=client, workers=workers, engine=engine,
+        target=target, draws=draws, tune=tune, chains=chains, progress=progress,
+    )  # fmt: skip
+    table = summarise(pd.DataFrame(rows), keys, rule, target)
+    for message in few_usable(table):
+        log.warning(message)
+    # records, not a DataFrame: pandas compares attrs when tables are concatenated or merged
+    table.attrs = {"rule": rule.text, "spec": spec.name, "engine": engine, "target": target,
+                   "replicates": rows}  # fmt: skip
+    return table
+
+
+def look_sizes(n: int, looks: Sequence[float]) -> tuple[int, ...]:
+    """Participants at each look: ``round(fraction * n)`` of increasing ``looks`` fractions
+    in (0, 1], the last 1 (the final analysis)."""
+    sizes = tuple(int(np.floor(f * n + 0.5)) for f in looks)
+    ok = list(looks) == sorted(set(looks)) and looks[0] > 0 and looks[-1] == 1
+    if not ok or len(set(sizes)) < len(sizes) or sizes[0] < 2:
+        raise ValueError(
+            f"looks must be increasing fractions of n in (0, 1], the last 1, each look with "
+            f"other participants and >= 2 of them; got {list(looks)} at n = {n}: {sizes}"
+        )
+    return sizes
+
+
+def run_points(
+    design: Design,
+    truth: Any,
+    rule: Rule,
+    *,
+    n: Iterable[int] | None,
+    grid: Mapping | None,
+    replicates: int,
+    seed: int,
+    model: str | ModelSpec,
+    store: str | Path | None,
+    client: Any,
+    workers: int,
+    engine: str,
+    target: str | None,
+    draws: int | None,
+    tune: int | None,
+    chains: int | None,
+    progress: bool,
+    looks: Sequence[float] | None = None,
+) -> tuple[ModelSpec, Rule, str, list, list[dict]]:
+    """Simulate and fit ``replicates`` trials at each design point (the work of
+    :func:`power` and :func:`kbayes.sequential`; arguments as there).
+
+    Returns the spec (for the design), the rule, the target estimand, the (varied fields,
+    point key) of each point and every replicate's record with its point's varied fields.
+    """
+    spec = load_spec(model).for_design(design.config.design)
     rule.check(spec)
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}, not {engine!r}")
@@ -274,11 +352,12 @@ def power(
     else:
         given = {"draws": draws, "tune": tune, "chains": chains}
         settings = NUTS_DEFAULTS | {k: v for k, v in given.items() if v}
-    points = design_grid(design, n, grid)
     keys, jobs = [], []
     folder = Path(store) if store else None
-    for fields, d in points:
+    for fields, d in design_grid(design, n, grid):
+        sizes = look_sizes(d.n, looks) if looks else ()
         data = {"spec": spec.hash, "design": dataclasses.asdict(d), "truth": prior.key}
+        data |= {"looks": sizes} if sizes else {}  # one analysis: the keys of before looks
         key = digest(data)  # seeds: the same simulated trials for every engine and rule
         about = data | {"seed": seed, "engine": engine, "settings": settings, "rule": rule.text}
         rkey = f"{engine}-{key[:8]}-{digest(about)[:8]}"
@@ -288,19 +367,13 @@ def power(
         for r in range(replicates):
             ss = np.random.SeedSequence(seed, spawn_key=(int(key[:8], 16), r))
             task = Task(spec.source, rkey, r, d, prior.draw(child(ss, 0)), reference, ss,
-                        engine, settings, target)  # fmt: skip
+                        engine, settings, target, sizes)  # fmt: skip
             jobs.append((folder / rkey / f"r{r:06d}.json" if folder else None, task))
     records = run_jobs(jobs, run_replicate, rule, client=client, workers=workers,
-                             progress=progress, label="replicates")  # fmt: skip
+                       progress=progress, label="replicates")  # fmt: skip
     fields_of = [fields for fields, _ in keys for _ in range(replicates)]
     rows = [fields | record for fields, record in zip(fields_of, records, strict=True)]
-    table = summarise(pd.DataFrame(rows), keys, rule, target)
-    for message in few_usable(table):
-        log.warning(message)
-    # records, not a DataFrame: pandas compares attrs when tables are concatenated or merged
-    table.attrs = {"rule": rule.text, "spec": spec.name, "engine": engine, "target": target,
-                   "replicates": rows}  # fmt: skip
-    return table
+    return spec, rule, target, keys, rows
 
 
 def few_usable(table: pd.DataFrame) -> list[str]:
