@@ -34,6 +34,7 @@ from kbayes.sampling import fit
 from kbayes.simulation import load_example, simulate
 from kbayes.spec import ModelSpec, builtin_specs, load_spec
 from kbayes.summaries import answers, covariate_effects, estimands
+from kbayes.thresholds import Threshold, calibrate_threshold, plot_threshold
 
 __version__ = version("kbayes")
 
@@ -64,6 +65,7 @@ __all__ = [
     "Rule",
     "SimulatedTruth",
     "SpecError",
+    "Threshold",
     "TrialConfig",
     "TrialData",
     "Truth",
@@ -72,6 +74,7 @@ __all__ = [
     "answers",
     "builtin_specs",
     "calibrate",
+    "calibrate_threshold",
     "check",
     "compare",
     "covariate_effects",
@@ -92,6 +95,7 @@ __all__ = [
     "parse_lcmodel",
     "plot_power",
     "plot_reanalysis",
+    "plot_threshold",
     "plots",
     "power",
     "prior_set",
