@@ -36,6 +36,7 @@ from kbayes.sampling import fit
 from kbayes.simulation import load_example, simulate
 from kbayes.spec import ModelSpec, builtin_specs, load_spec
 from kbayes.summaries import answers, covariate_effects, estimands
+from kbayes.thresholds import Threshold, calibrate_threshold, plot_threshold
 
 __version__ = version("kbayes")
 
@@ -69,6 +70,7 @@ __all__ = [
     "Sequential",
     "SimulatedTruth",
     "SpecError",
+    "Threshold",
     "TrialConfig",
     "TrialData",
     "Truth",
@@ -77,6 +79,7 @@ __all__ = [
     "answers",
     "builtin_specs",
     "calibrate",
+    "calibrate_threshold",
     "check",
     "compare",
     "covariate_effects",
@@ -98,6 +101,7 @@ __all__ = [
     "parse_lcmodel",
     "plot_power",
     "plot_reanalysis",
+    "plot_threshold",
     "plots",
     "power",
     "prior_set",
