@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,12 @@ from kbayes.design import Design
 from kbayes.errors import SpecError
 from kbayes.planning import look_sizes, run_points
 from kbayes.rules import GoNoGo, Rule, as_rule
+from kbayes.thresholds import (
+    EXCEEDANCES_MIN,
+    Threshold,
+    calibration_condition,
+    order_statistic_threshold,
+)
 
 log = logging.getLogger("kbayes")
 #: Default look fractions: one interim analysis at half the participants.
@@ -90,37 +97,44 @@ class Sequential:
         fut = self.futility if futility == "same" else _interim(futility, count)
         return operating_characteristics(self.replicates, efficacy, fut, self.fields)
 
-    def calibrate(self, alpha: float = 0.05, ci_prob: float = 0.95) -> dict[str, Any]:
+    def calibrate(self, alpha: float = 0.05) -> Threshold:
         """The efficacy bound, one for every look, holding the overall false-positive rate
         at ``alpha``, when these replicates were simulated under a null truth.
 
-        The efficacy rule must be one condition ``P(event) > c`` (the same event at every
-        look). The bound is the smallest c with at most ``alpha`` of the usable replicates
-        reaching ``P(event) > c`` at some look (futility non-binding: the rate holds
-        whether or not the trial stops for futility), an order statistic of the per-trial
-        maximum over looks; ``ci`` is its distribution-free ``ci_prob`` interval.
+        The efficacy rule must be one condition ``P(event) > c``, the same event at every
+        look. The bound is the smallest c with at most ``alpha`` of the usable replicates
+        reaching ``P(event) > c`` at some look: an order statistic of each trial's largest
+        probability over the looks, with a distribution-free 95 % interval
+        (:func:`kbayes.thresholds.order_statistic_threshold`). Futility is non-binding: the
+        rate holds whether or not the trial stops for futility, and ``nominal_rate`` is
+        the rate of the given efficacy rules without futility stops.
         """
-        events = {c.event for r in self.efficacy for c in r.conditions}
-        ops = {c.prob_op for r in self.efficacy for c in r.conditions}
-        if (
-            len(events) != 1
-            or any(len(r.conditions) != 1 for r in self.efficacy)
-            or not (ops <= {">", ">="})
-        ):
+        conditions = [calibration_condition(r) for r in self.efficacy]
+        if len({c.event for c in conditions}) != 1:
             raise SpecError(
-                "calibrate: the efficacy rule must be one condition 'P(event) > c' with the "
-                f"same event at every look; got {[r.text for r in self.efficacy]}"
+                "calibrate: the efficacy rules must be about one event at every look; got "
+                f"{[r.text for r in self.efficacy]}"
             )
-        (event,) = events
-        usable = [r for r in self.replicates if not _problem(r["looks"])]
-        top = np.array([max(look["events"][event] for look in r["looks"]) for r in usable])
-        bound, ci = upper_quantile(top, alpha, ci_prob)
-        c = self.efficacy[0].conditions[0]
-        rule = Rule(f"P({event}) {c.prob_op} {bound:.6g}")
-        rate = float(np.mean(top > bound)) if top.size else np.nan
-        return {"rule": rule, "threshold": bound, "ci": ci, "alpha": alpha,
-                "false_positive_rate": rate, "n_ok": int(top.size),
-                "n_problem": len(self.replicates) - int(top.size)}  # fmt: skip
+        event = conditions[0].event
+        usable = [r["looks"] for r in self.replicates if not _problem(r["looks"])]
+        top = np.array([max(look["events"][event] for look in looks) for looks in usable])
+        nominal = np.array([
+            any(c.holds(look["events"][event]) for c, look in zip(conditions, looks, strict=True))
+            for looks in usable
+        ])  # fmt: skip
+        threshold, ci = order_statistic_threshold(top, alpha)
+        rate, m = float(nominal.mean()), len(top)
+        calibrated = dataclasses.replace(conditions[0], prob_op=">", prob=threshold)
+        result = Threshold(
+            threshold=threshold, ci=ci, alpha=float(alpha), rule=Rule(calibrated.text),
+            nominal_rule=self.efficacy[0], nominal_rate=rate,
+            nominal_rate_se=float(np.sqrt(rate * (1 - rate) / m)), n_ok=m,
+            n_problem=len(self.replicates) - m, replicates=top,
+            needed=math.ceil(EXCEEDANCES_MIN / alpha), table=self.table,
+        )  # fmt: skip
+        if result.warning:
+            log.warning(result.warning)
+        return result
 
     def plot(self):
         """Cumulative probability of stopping for efficacy (solid) and futility (dashed)
@@ -147,22 +161,6 @@ class Sequential:
                ylim=(0, 1.02), title=title)  # fmt: skip
         ax.legend(fontsize=8)
         return fig
-
-
-def upper_quantile(x: np.ndarray, alpha: float, ci_prob: float = 0.95):
-    """The smallest c with ``mean(x > c) <= alpha`` (an order statistic of ``x``) and a
-    distribution-free ``ci_prob`` interval for the ``1 - alpha`` quantile it estimates
-    (binomial order statistics)."""
-    from scipy import stats
-
-    x = np.sort(np.asarray(x, float))
-    m = x.size
-    if m == 0:
-        return np.nan, (np.nan, np.nan)
-    k = int(np.ceil((1 - alpha) * m))  # at most floor(alpha m) values above x[k - 1]
-    bound = float(x[max(k, 1) - 1])
-    lo, hi = stats.binom.interval(ci_prob, m, 1 - alpha)
-    return bound, (float(x[max(int(lo) - 1, 0)]), float(x[min(int(hi), m - 1)]))
 
 
 def _interim(futility: Any, count: int) -> tuple[Rule | None, ...]:
