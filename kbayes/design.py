@@ -23,6 +23,11 @@ def _require(ok: bool, cls: str, name: str, expected: str, value: Any) -> None:
         raise ValueError(f"{cls}.{name} must be {expected}, got {value!r}")
 
 
+#: Truth fields that are effects of the pretreatment (on the glutamate change and on
+#: improvement, and their sex and glutamate interactions).
+PRETREATMENT_FIELDS = ("beta_N", "beta_NM", "gamma_N", "gamma_NM", "gamma_DN")
+
+
 @dataclass(frozen=True)
 class Truth:
     """True parameter values of the joint model (names as in the model specs).
@@ -116,6 +121,11 @@ class Truth:
     def params(self) -> dict[str, float | dict[str, float]]:
         """Parameter name -> value (the fields, then :attr:`effects`)."""
         return {name: float(getattr(self, name)) for name in self._fields()} | self.effects
+
+    def null(self) -> Truth:
+        """This truth without any pretreatment effect (``PRETREATMENT_FIELDS`` all 0): the
+        null under which a rule's false-positive rate is measured."""
+        return self.updated(dict.fromkeys(PRETREATMENT_FIELDS, 0.0))
 
     def updated(self, values: Mapping[str, float]) -> Truth:
         """A copy with these parameters changed; a name that is not a field is an effect."""

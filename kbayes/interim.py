@@ -77,6 +77,8 @@ class Sequential:
         diagnostics), with its point's varied fields.
     efficacy, futility : tuple
         The rule of each look (futility: None where the trial does not stop for futility).
+    fields : tuple of str
+        The design fields varied over the design points (columns of both tables).
     """
 
     table: pd.DataFrame

@@ -17,6 +17,9 @@ screening engine of :mod:`kbayes.laplace`) and applies a decision :class:`~kbaye
   Every replicate of a point then has one data shape, so a model is compiled once per
   point and process and refitted with new data. (Blocks whose CRLB exceeds
   ``config.crlb_max`` are still excluded and may change a shape.)
+* **Interim looks.** :func:`run_points` with ``looks`` (:func:`kbayes.sequential`) fits
+  every replicate at each look, on :func:`kbayes.simulation.simulate_looks`'s nested data
+  (one shape per look); without looks the keys, seeds and records are as before.
 * **Store, parallel.** The runner of :mod:`kbayes.replicates`: each finished replicate is
   a small JSON file ``store/<point>/r<rep>.json``, written atomically, and a rerun skips
   those present; serially or on Dask. Workers are sent data, never models: each process

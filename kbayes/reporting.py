@@ -129,7 +129,7 @@ _VERSIONED = ("kbayes", "pymc", "nutpie", "arviz", "arviz-base", "arviz-stats", 
 
 
 @dataclass
-class _Section:
+class Section:
     """A report section: id, title and parts ``(kind, *content)``, rendered per format.
 
     Kinds: ``p`` (text), ``ul`` (list of str), ``pre`` (text), ``table`` (DataFrame),
@@ -154,8 +154,9 @@ def report(
 
     Parameters
     ----------
-    idata : xarray.DataTree
-        Fitted result (:func:`kbayes.fit`). Sections whose groups are missing say what to
+    idata : xarray.DataTree or a result with ``write_report(path, dpi=)``
+        Fitted result (:func:`kbayes.fit`), or e.g. a trial plan (:func:`kbayes.plan`),
+        which writes its own report. Sections whose groups are missing say what to
         fit to get them (e.g. ``kb.fit(..., prior=True)`` for the prior predictive check).
     path : str or pathlib.Path
         Output file; the suffix chooses the format. Markdown images go to the folder
@@ -178,6 +179,8 @@ def report(
     --------
     >>> kb.report(kb.fit(kb.load_example(), "joint", seed=1), "report.html")  # doctest: +SKIP
     """
+    if hasattr(idata, "write_report"):  # another kind of result, e.g. a trial plan
+        return idata.write_report(path, dpi=dpi)
     path = Path(path)
     kind = path.suffix.lower()
     if kind not in {".html", ".htm", ".md", ".pdf"}:
@@ -202,9 +205,9 @@ def report(
     if kind == ".md":
         path.write_text(_markdown(sections, title, path.parent / f"{path.stem}_files"), "utf-8")
     elif kind == ".pdf":
-        _print_pdf(renderer, _html(sections, title), path)
+        _print_pdf(renderer, html_page(sections, title), path)
     else:
-        path.write_text(_html(sections, title), encoding="utf-8")
+        path.write_text(html_page(sections, title), encoding="utf-8")
     return path
 
 
@@ -254,8 +257,8 @@ def _title(idata: xr.DataTree) -> str:
 
 def _summary_section(
     idata: xr.DataTree, verdict: Verdict, sensitivity: pd.DataFrame | None
-) -> _Section:
-    s = _Section("summary", "Summary")
+) -> Section:
+    s = Section("summary", "Summary")
     post = idata.posterior
     sizes = {d: post.sizes[d] for d in ("participant", "session") if d in post.sizes}
     if sizes:
@@ -313,8 +316,8 @@ def _summary_section(
     return s
 
 
-def _data_section(idata: xr.DataTree, data: TrialData | None) -> _Section:
-    s = _Section("data", "Data and exclusions")
+def _data_section(idata: xr.DataTree, data: TrialData | None) -> Section:
+    s = Section("data", "Data and exclusions")
     if data is not None:
         described = data.describe().reset_index()
         described.columns = [_described(c) for c in described.columns]
@@ -357,8 +360,8 @@ def _described(column: str) -> str:
     return f"{words.get(name, name)} {'SD' if stat == 'std' else stat}"
 
 
-def _spec_section(idata: xr.DataTree) -> _Section:
-    s = _Section("spec", "Model spec")
+def _spec_section(idata: xr.DataTree) -> Section:
+    s = Section("spec", "Model spec")
     name, digest = idata.attrs.get("spec_name", "?"), idata.attrs.get("spec_hash", "?")
     source = json.loads(idata.attrs.get("spec", "{}"))
     s.parts.append(("p", f"Spec {name!r}, hash {digest}."))
@@ -383,8 +386,8 @@ def _spec_section(idata: xr.DataTree) -> _Section:
     return s
 
 
-def _verdict_section(verdict: Verdict) -> _Section:
-    s = _Section("verdict", "Convergence")
+def _verdict_section(verdict: Verdict) -> Section:
+    s = Section("verdict", "Convergence")
     s.parts.append(("p", verdict.headline()))
     frame = verdict.to_frame()
     if len(frame):
@@ -394,8 +397,8 @@ def _verdict_section(verdict: Verdict) -> _Section:
     return s
 
 
-def _estimand_section(idata: xr.DataTree) -> _Section:
-    s = _Section("estimands", "Estimands")
+def _estimand_section(idata: xr.DataTree) -> Section:
+    s = Section("estimands", "Estimands")
     try:
         table = estimands(idata)
     except ValueError as exc:
@@ -410,20 +413,20 @@ def _estimand_section(idata: xr.DataTree) -> _Section:
     return s
 
 
-def _covariate_section(idata: xr.DataTree, dpi: int) -> list[_Section]:
+def _covariate_section(idata: xr.DataTree, dpi: int) -> list[Section]:
     """The covariate terms' coefficients (none without covariate terms)."""
     try:
         table = covariate_effects(idata)
     except ValueError:
         return []
-    s = _Section("covariates", "Covariate effects")
+    s = Section("covariates", "Covariate effects")
     cols = ["label", "unit", "median", "hdi_low", "hdi_high", "p_direction", "rhat", "ess_bulk"]
     fig = plots.plot_covariate_effects(idata)
     s.parts += [
         ("ul", list(table["text"])),
         *_readable(table[cols], "covariate effects", table.attrs["ci_prob"]),
         ("csv", "covariate_effects", table.drop(columns="text")),
-        ("img", "covariates", "Covariate effects with HDIs", _png(fig, dpi)),
+        ("img", "covariates", "Covariate effects with HDIs", png_bytes(fig, dpi)),
         ("p", "How each covariate was coded is listed under Versions and seed."),
     ]
     return [s]
@@ -463,10 +466,10 @@ def _sensitivity(idata: xr.DataTree) -> pd.DataFrame | None:
         )
 
 
-def _sensitivity_section(idata: xr.DataTree, table: pd.DataFrame | None) -> _Section:
+def _sensitivity_section(idata: xr.DataTree, table: pd.DataFrame | None) -> Section:
     """Power-scaling sensitivity of the estimands (what a reader quotes); the parameters'
     in one line and in a detail."""
-    s = _Section("sensitivity", "Prior sensitivity")
+    s = Section("sensitivity", "Prior sensitivity")
     if table is None:
         missing = [g for g in ("log_prior", "log_likelihood") if g not in idata.children]
         text = (
@@ -517,8 +520,8 @@ def _sensitivity_section(idata: xr.DataTree, table: pd.DataFrame | None) -> _Sec
     return s
 
 
-def _plot_section(idata: xr.DataTree, dpi: int, sensitivity: pd.DataFrame | None) -> _Section:
-    s = _Section("plots", "Plots")
+def _plot_section(idata: xr.DataTree, dpi: int, sensitivity: pd.DataFrame | None) -> Section:
+    s = Section("plots", "Plots")
     skipped = []
     quoted = estimand_names(idata)
     flagged = [] if sensitivity is None else [
@@ -535,7 +538,7 @@ def _plot_section(idata: xr.DataTree, dpi: int, sensitivity: pd.DataFrame | None
         except ValueError as exc:
             skipped.append(f"{caption}: {exc}")
             continue
-        s.parts.append(("img", name, caption, _png(fig, dpi)))
+        s.parts.append(("img", name, caption, png_bytes(fig, dpi)))
     if skipped:
         s.parts += [("p", "Not shown:"), ("ul", skipped)]
     return s
@@ -558,8 +561,8 @@ def _impossible_share(idata: xr.DataTree) -> str:
     return f". Here {' and '.join(said)}" if said else ""
 
 
-def _version_section(idata: xr.DataTree) -> _Section:
-    s = _Section("versions", "Versions and seed")
+def _version_section(idata: xr.DataTree) -> Section:
+    s = Section("versions", "Versions and seed")
     fitted = {k: idata.attrs[k] for k in ("seed", "sampler", "spec_hash") if k in idata.attrs}
     fitted |= {k: v for k, v in idata.attrs.items() if k.endswith("_version")}
     rows = [{"item": f"fit: {k}", "value": str(v)} for k, v in fitted.items()]
@@ -610,7 +613,8 @@ def _quiet(logger: str):
         log.setLevel(level)
 
 
-def _png(fig: Figure, dpi: int) -> bytes:
+def png_bytes(fig: Figure, dpi: int) -> bytes:
+    """``fig`` as PNG bytes (the figure is closed)."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
     plt.close(fig)
@@ -717,7 +721,8 @@ def _html_part(part: tuple) -> str:
     )
 
 
-def _html(sections: list[_Section], title: str) -> str:
+def html_page(sections: list[Section], title: str) -> str:
+    """A self-contained HTML page of ``sections`` (images and CSVs inline)."""
     nav = " ".join(f'<a href="#{s.id}">{html.escape(s.title)}</a>' for s in sections)
     body = "\n".join(
         f'<section id="{s.id}">\n<h2>{html.escape(s.title)}</h2>\n'
@@ -768,7 +773,7 @@ def _md_part(part: tuple, folder: Path) -> str:
     return f'<a id="plot-{name}"></a>\n\n![{caption}]({folder.name}/{name}.png)\n\n*{caption}*'
 
 
-def _markdown(sections: list[_Section], title: str, folder: Path) -> str:
+def _markdown(sections: list[Section], title: str, folder: Path) -> str:
     out = [f"# {title}", " · ".join(f"[{s.title}](#{s.id})" for s in sections)]
     for s in sections:
         out += [f'<a id="{s.id}"></a>', f"## {s.title}"]
@@ -776,4 +781,4 @@ def _markdown(sections: list[_Section], title: str, folder: Path) -> str:
     return "\n\n".join(out) + "\n"
 
 
-__all__ = ["SECTIONS", "report"]
+__all__ = ["SECTIONS", "Section", "html_page", "png_bytes", "report"]
