@@ -87,7 +87,7 @@ def test_a_categorical_design_covariate_cannot_take_a_table_column_name():
 
 
 def test_null_truth_has_no_pretreatment_effect_and_keeps_the_rest():
-    truth = kb.Truth(beta_N=-0.03, gamma_N=-2.0, gamma_DN=0.5, sigma_y=4.0)
+    truth = Truth(beta_N=-0.03, gamma_N=-2.0, gamma_DN=0.5, sigma_y=4.0)
     null = truth.null()
     est = null.estimands("joint")
     assert est["ntx_glu"] == 0 and est["ntx_imp_total"] == 0 and est["ntx_glu_male"] == 0
