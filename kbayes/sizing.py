@@ -239,8 +239,8 @@ class SampleSize:
             head = f"n = {self.n} reaches power {self.target:g} (95 % interval {lo} to {hi})"
         fitted = self.fitted.set_index("n")
         lines = [
-            f"{head}: {self.rule} ({self.engine}, {total} replicates over "
-            f"{self.table['round'].nunique()} rounds)",
+            f"{head}: {self.rule} ({self.engine}, {total} replicates, "
+            f"{self.table['round'].nunique()} round(s))",
         ]
         if self.n is not None:
             row = fitted.loc[self.n]
@@ -248,9 +248,9 @@ class SampleSize:
                          f"(band {row['lo']:.3f} to {row['hi']:.3f})")  # fmt: skip
         if self.confirm is not None:
             row = self.confirm.iloc[0]
+            usable = f"{int(row['n_ok'])} usable of {int(row['replicates'])}"
             lines.append(f"{self.confirm.attrs.get('engine', 'nutpie')} at n = {self.n}: power "
-                         f"{row['power']:.3f} (MC SE {row['power_se']:.3f}, {row['n_ok']} usable "
-                         f"of {row['replicates']})")  # fmt: skip
+                         f"{row['power']:.3f} (MC SE {row['power_se']:.3f}, {usable})")  # fmt: skip
         return "\n".join(lines)
 
     def plot(self, ax: Any = None):

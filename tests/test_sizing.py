@@ -160,3 +160,16 @@ def test_two_workers_give_the_serial_answer(searched):
     parallel = sample_size(kb.Design(), EFFECT, RULE, 0.8, client=None, workers=2, **SEARCH)
     assert parallel.n == result.n and parallel.ci == result.ci
     pd.testing.assert_frame_equal(parallel.table, result.table)
+
+
+@pytest.mark.slow
+def test_confirm_reports_nuts_power_at_the_chosen_n():
+    """confirm="nutpie": NUTS replicates at the chosen n, in the text and the figure (41 s:
+    the NUTS compilation)."""
+    kwargs = SEARCH | {"replicates": 12, "rounds": 0}
+    result = sample_size(
+        kb.Design(), EFFECT, RULE, 0.8, confirm="nutpie", client="serial", **kwargs
+    )
+    assert result.confirm["n"].tolist() == [result.n] and result.confirm.attrs["engine"] == "nutpie"
+    assert f"nutpie at n = {result.n}: power" in str(result)
+    assert "confirmed (nutpie)" in [t.get_text() for t in result.plot().axes[0].get_legend().texts]
