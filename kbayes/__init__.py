@@ -34,6 +34,7 @@ from kbayes.results import load, save
 from kbayes.rules import GoNoGo, Rule
 from kbayes.sampling import fit
 from kbayes.simulation import load_example, simulate
+from kbayes.sizing import SampleSize, sample_size
 from kbayes.spec import ModelSpec, builtin_specs, load_spec
 from kbayes.summaries import answers, covariate_effects, estimands
 from kbayes.thresholds import Threshold, calibrate_threshold, plot_threshold
@@ -67,6 +68,7 @@ __all__ = [
     "PublishedDesign",
     "PublishedTruth",
     "Rule",
+    "SampleSize",
     "Sequential",
     "SimulatedTruth",
     "SpecError",
@@ -112,6 +114,7 @@ __all__ = [
     "read_replicates",
     "reanalyse",
     "report",
+    "sample_size",
     "save",
     "sequential",
     "simulate",

@@ -1,5 +1,5 @@
-"""Command line: ``kbayes demo | fit | check | report | simulate | power | validate |
-reanalyse``."""
+"""Command line: ``kbayes demo | fit | check | report | simulate | power | sample-size |
+validate | reanalyse``."""
 
 from __future__ import annotations
 
@@ -275,6 +275,39 @@ def power(
                                store=store, serial=serial, config=_config(config))  # fmt: skip
     text = table.drop(columns="rmse").to_string(index=False, float_format="{:.3g}".format)
     console.print(text, soft_wrap=True)
+    console.print(f"Table: [bold]{csv}[/]  Figure: [bold]{png}[/]")
+
+
+@app.command()
+@_friendly
+def sample_size(
+    design: Annotated[
+        Path, typer.Argument(help="Power study TOML file with a sample_size table (docs/power.md).")
+    ],
+    out: Annotated[
+        Path | None, typer.Option(help="Output folder (default: <file>_sample_size).")
+    ] = None,
+    scheduler: Annotated[str | None, typer.Option(help="Dask scheduler, tcp://HOST:PORT.")] = None,
+    workers: Annotated[int, typer.Option(help="Processes of the local Dask cluster.")] = 2,
+    store: Annotated[Path | None, typer.Option(help="Replicate store; a rerun resumes.")] = None,
+    serial: Annotated[bool, typer.Option(help="Run in this process, without Dask.")] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Smallest n reaching a target power: search, curve (sample_size.png), table (CSV)."""
+    from kbayes.sizing import run_file
+
+    result, csv, png = run_file(design, out=out, scheduler=scheduler, workers=workers,
+                                store=store, serial=serial, config=_config(config))  # fmt: skip
+    points = result.points.rename(columns={"n_ok": "usable"})
+    _print_table(points.set_index("n"), "n")
+    lo, hi = (f"{v:.0f}" if v != float("inf") else f">{result.n_range[1]}" for v in result.ci)
+    if result.n is None:
+        console.print(f"[bold red]Target power {result.target:g} not reached[/] for n <= "
+                      f"{result.n_range[1]} (fitted curve).")  # fmt: skip
+    else:
+        console.print(f"Sample size: [bold]n = {result.n}[/] (95 % interval {lo} to {hi}) "
+                      f"for power {result.target:g}")  # fmt: skip
+    console.print(str(result), highlight=False, soft_wrap=True)
     console.print(f"Table: [bold]{csv}[/]  Figure: [bold]{png}[/]")
 
 

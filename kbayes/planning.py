@@ -470,6 +470,86 @@ def plot_power(table: pd.DataFrame, x: str = "n", ax: Any = None, label: str | N
     return fig
 
 
+@dataclasses.dataclass(frozen=True)
+class Study:
+    """A power study TOML file, read (:func:`read_study`).
+
+    Attributes
+    ----------
+    design : Design
+    truth : Truth or PriorTruth
+    rule : Rule
+    grid : dict
+        The ``[grid]`` table (``n`` included).
+    options : dict
+        The top-level keys given (``replicates``, ``seed``, ``model``, ``engine``, ...).
+    store : str or None
+        The file's ``store`` key.
+    tables : dict
+        Tables of other commands (``[sample_size]``), unparsed.
+    """
+
+    design: Design
+    truth: Truth | PriorTruth
+    rule: Rule
+    grid: dict
+    options: dict
+    store: str | None
+    tables: dict
+
+    @property
+    def power_options(self) -> dict:
+        """:func:`power`'s keyword arguments from ``options`` (defaults where absent)."""
+        o = self.options
+        return {"replicates": o.get("replicates", 200), "seed": o.get("seed", 0),
+                "model": o.get("model", "joint"), "engine": o.get("engine", "nutpie"),
+                "target": o.get("target"), "draws": o.get("draws"), "tune": o.get("tune"),
+                "chains": o.get("chains")}  # fmt: skip
+
+
+#: Top-level keys of a power study file that are :func:`power` arguments.
+_STUDY_OPTIONS = ("model", "replicates", "seed", "engine", "target", "draws", "tune", "chains")
+#: Tables of a power study file read by other commands (``kbayes sample-size``).
+_STUDY_TABLES = ("sample_size",)
+
+
+def read_study(path: str | Path, *, config: TrialConfig | None = None) -> Study:
+    """Read a power study TOML file (format: :func:`run_file`); unknown keys are an error.
+
+    Parameters
+    ----------
+    path : path
+    config : TrialConfig, optional
+        The design's trial configuration, instead of a ``[config]`` table in the file.
+    """
+    import tomllib
+
+    from pymc_extras.prior import Prior
+
+    path = Path(path)
+    conf = tomllib.loads(path.read_text())
+    known = {*_STUDY_OPTIONS, *_STUDY_TABLES, "store", "design", "grid", "truth", "rule", "config"}
+    unknown = sorted(set(conf) - known)
+    if unknown:
+        raise ConfigError(f"{path}: unknown keys {unknown} (known: {', '.join(sorted(known))})")
+    if "rule" not in conf:
+        raise ConfigError(f"{path}: a [rule] table with expr (or go and nogo) is needed")
+    truth_table = dict(conf.get("truth", {}))
+    priors = {k: Prior(t.pop("distribution"), **t) for k, t in truth_table.pop("prior", {}).items()}
+    base = from_table(Truth, truth_table, f"{path} [truth]")
+    truth = PriorTruth(priors, base) if priors else base
+    design = from_table(Design, conf.get("design", {}), f"{path} [design]")
+    if "config" in conf and config is not None:
+        raise ConfigError(f"{path}: a [config] table and a config were both given; keep one")
+    if "config" in conf:
+        config = from_table(TrialConfig, conf["config"], f"{path} [config]")
+    if config is not None:
+        design = dataclasses.replace(design, config=config)
+    return Study(design, truth, as_rule(conf["rule"]), dict(conf.get("grid", {})),
+                 {k: conf[k] for k in _STUDY_OPTIONS if k in conf}, conf.get("store"),
+                 {k: conf[k] for k in _STUDY_TABLES if k in conf})  # fmt: skip
+
+
 def run_file(
     path: str | Path,
     *,
@@ -500,6 +580,7 @@ def run_file(
         expr = "P(ntx_glu < 0) > 0.95"   # or go = "...", nogo = "..."
         [config]                   # optional TrialConfig fields of the design
         conditions = ["placebo", "nalmefene"]
+        [sample_size]              # optional, read by kbayes sample-size only
 
     Parameters
     ----------
@@ -525,43 +606,25 @@ def run_file(
     (pandas.DataFrame, Path, Path)
         The table (:func:`power`), and the paths of ``power.csv`` and ``power.png``.
     """
-    import tomllib
-
-    from pymc_extras.prior import Prior
-
+    study = read_study(path, config=config)
     path = Path(path)
-    conf = tomllib.loads(path.read_text())
-    known = {"model", "replicates", "seed", "engine", "target", "store", "draws", "tune",
-             "chains", "design", "grid", "truth", "rule", "config"}  # fmt: skip
-    unknown = sorted(set(conf) - known)
-    if unknown:
-        raise ConfigError(f"{path}: unknown keys {unknown} (known: {', '.join(sorted(known))})")
-    if "rule" not in conf:
-        raise ConfigError(f"{path}: a [rule] table with expr (or go and nogo) is needed")
-    truth_table = dict(conf.get("truth", {}))
-    priors = {k: Prior(t.pop("distribution"), **t) for k, t in truth_table.pop("prior", {}).items()}
-    base = from_table(Truth, truth_table, f"{path} [truth]")
-    truth = PriorTruth(priors, base) if priors else base
-    design = from_table(Design, conf.get("design", {}), f"{path} [design]")
-    if "config" in conf and config is not None:
-        raise ConfigError(f"{path}: a [config] table and a config were both given; keep one")
-    if "config" in conf:
-        config = from_table(TrialConfig, conf["config"], f"{path} [config]")
-    if config is not None:
-        design = dataclasses.replace(design, config=config)
-    grid = dict(conf.get("grid", {}))
+    grid = dict(study.grid)
     out = Path(out) if out else path.with_name(f"{path.stem}_power")
     out.mkdir(parents=True, exist_ok=True)
-    store = store or conf.get("store") or out / "replicates"
+    store = store or study.store or out / "replicates"
     client = "serial" if serial else scheduler
     table = power(
-        design, truth, conf["rule"], n=grid.pop("n", None), grid=grid,
-        replicates=conf.get("replicates", 200), seed=conf.get("seed", 0),
-        model=conf.get("model", "joint"), store=store, client=client, workers=workers,
-        engine=conf.get("engine", "nutpie"), target=conf.get("target"),
-        draws=conf.get("draws"), tune=conf.get("tune"), chains=conf.get("chains"),
+        study.design,
+        study.truth,
+        study.rule,
+        n=grid.pop("n", None),
+        grid=grid,
+        store=store,
+        client=client,
+        workers=workers,
         progress=progress,
-    )  # fmt: skip
+        **study.power_options,
+    )
     csv, png = out / "power.csv", out / "power.png"
     table.to_csv(csv, index=False)
     import matplotlib.pyplot as plt

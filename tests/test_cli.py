@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import pandas as pd
@@ -161,6 +162,31 @@ def test_power_writes_table_and_figure(tmp_path):
     table = pd.read_csv(tmp_path / "out" / "power.csv")
     assert table["n"].tolist() == [12, 24] and (table["replicates"] == 20).all()
     assert (tmp_path / "out" / "power.png").stat().st_size > 1000
+
+
+def test_sample_size_prints_n_and_writes_table_curve_and_figure(tmp_path):
+    """The power study file plus a [sample_size] table (Laplace, glutamate, first round
+    only): the chosen n with its interval, sample_size.csv with the 4 starting points."""
+    study = tmp_path / "study.toml"
+    study.write_text(
+        'model = "glutamate"\nreplicates = 20\nseed = 1\n'
+        "[truth]\nbeta_N = -0.04\nbeta_NM = -0.04\n"
+        '[rule]\nexpr = "P(ntx_glu < 0) > 0.95"\n'
+        "[sample_size]\ntarget = 0.8\nn_range = [4, 40]\nrounds = 0\n"
+    )
+    result = invoke("sample-size", study, "--out", tmp_path / "out", "--serial")
+    assert result.exit_code == 0, result.output
+    assert re.search(
+        r"Sample size: n = \d+ \(95 % interval \d+ to", " ".join(result.output.split())
+    )
+    table = pd.read_csv(tmp_path / "out" / "sample_size.csv")
+    assert table["n"].tolist() == [4, 9, 19, 40] and (table["round"] == 0).all()
+    curve = pd.read_csv(tmp_path / "out" / "sample_size_curve.csv")
+    assert curve["n"].tolist() == list(range(4, 41))
+    assert (tmp_path / "out" / "sample_size.png").stat().st_size > 1000
+    study.write_text(study.read_text() + "[grid]\nfemale_fraction = [0.3, 0.5]\n")
+    result = invoke("sample-size", study, "--out", tmp_path / "out", "--serial")
+    assert result.exit_code == 1 and "varies n only" in result.output
 
 
 def test_power_warns_when_few_replicates_are_usable_and_takes_a_config(tmp_path):
