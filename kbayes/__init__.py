@@ -15,6 +15,7 @@ from kbayes.diagnostics import Problem, Verdict, check
 from kbayes.errors import ConfigError, DataError, SpecError
 from kbayes.interim import Sequential, sequential
 from kbayes.meta import MetaAnalysis, meta_analysis
+from kbayes.next_trial import Plan, plan
 from kbayes.planning import plot_power, power, read_replicates
 from kbayes.published.convert import (
     Likelihood,
@@ -61,6 +62,7 @@ __all__ = [
     "MetaAnalysis",
     "ModelSpec",
     "NormalPrior",
+    "Plan",
     "PosteriorTruth",
     "PredictiveTruth",
     "PriorTruth",
@@ -101,6 +103,7 @@ __all__ = [
     "meta_analysis",
     "parse_fsl_mrs",
     "parse_lcmodel",
+    "plan",
     "plot_power",
     "plot_reanalysis",
     "plot_threshold",

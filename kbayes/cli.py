@@ -311,6 +311,43 @@ def sample_size(
     console.print(f"Table: [bold]{csv}[/]  Figure: [bold]{png}[/]")
 
 
+def plan(
+    study: Annotated[str, typer.Option(help="Published study to start from.")] = "jelen2025",
+    rule: Annotated[str, typer.Option(help="Decision rule, one condition.")] = (
+        "P(ntx_glu < 0) > 0.95"
+    ),
+    target: Annotated[float, typer.Option(help="Power the chosen n must reach.")] = 0.8,
+    n_min: Annotated[int, typer.Option(help="Smallest n searched.")] = 10,
+    n_max: Annotated[int, typer.Option(help="Largest n searched.")] = 80,
+    alpha: Annotated[float, typer.Option(help="False-positive rate to hold.")] = 0.05,
+    looks: Annotated[
+        list[float] | None, typer.Option(help="Fractions of n at each look (repeat).")
+    ] = None,
+    futility: Annotated[str | None, typer.Option(help="Futility rule at interim looks.")] = None,
+    replicates: Annotated[int, typer.Option(help="Trials per design point.")] = 200,
+    null_replicates: Annotated[int, typer.Option(help="Trials under the null.")] = 1000,
+    seed: Annotated[int, typer.Option(help="Root seed.")] = 0,
+    model: Annotated[str, typer.Option(help="Spec name or path.")] = "joint",
+    engine: Annotated[str, typer.Option(help="laplace (screen) or nutpie.")] = "laplace",
+    out: Annotated[Path, typer.Option(help="The planning report (HTML).")] = Path("plan.html"),
+    store: Annotated[Path | None, typer.Option(help="Replicate store; a rerun resumes.")] = None,
+    workers: Annotated[int, typer.Option(help="Processes of the local Dask cluster.")] = 2,
+    serial: Annotated[bool, typer.Option(help="Run in this process, without Dask.")] = False,
+) -> None:
+    """Plan the next trial after a published one: calibrated design, error control, sample
+    size, assurance and interim looks, in one HTML report."""
+    import kbayes as kb
+
+    result = kb.plan(
+        study, rule, target=target, n_range=(n_min, n_max), alpha=alpha, looks=looks,
+        futility=futility, replicates=replicates, null_replicates=null_replicates, seed=seed,
+        model=model, engine=engine, store=store, client="serial" if serial else None,
+        workers=workers,
+    )  # fmt: skip
+    console.print(str(result), soft_wrap=True)
+    console.print(f"Report: [bold]{kb.report(result, out)}[/]")
+
+
 @app.command()
 @_friendly
 def calibrate(

@@ -29,7 +29,7 @@ import pandas as pd
 
 from kbayes.design import Design
 from kbayes.errors import SpecError
-from kbayes.planning import look_sizes, run_points
+from kbayes.planning import USABLE_MIN, look_sizes, run_points
 from kbayes.rules import GoNoGo, Rule, as_rule
 from kbayes.thresholds import (
     EXCEEDANCES_MIN,
@@ -302,7 +302,13 @@ def sequential(
     )  # fmt: skip
     fields = tuple(keys[0][0]) if keys else ()
     result = operating_characteristics(rows, efficacy, fut, fields)
-    if (result.table["usable_share"] < 0.9).any():
-        log.warning("sequential: some design points rest on < 90 %% usable replicates: %s",
-                    result.table[["usable_share"]].to_dict("records"))  # fmt: skip
+    for row in result.table[result.table["usable_share"] < USABLE_MIN].to_dict("records"):
+        point = ", ".join(f"{f}={row[f]}" for f in fields)
+        log.warning(
+            "design point %s: its rates rest on %d of %d replicates (the others had "
+            "convergence problems at some look)",
+            point,
+            row["n_ok"],
+            row["replicates"],
+        )
     return result
