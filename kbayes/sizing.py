@@ -40,11 +40,10 @@ from kbayes.errors import ConfigError
 from kbayes.planning import power, read_study
 from kbayes.rules import Rule, as_rule
 from kbayes.spec import ModelSpec
+from kbayes.thresholds import CI_LEVEL  # the interval of n and the curve's band
 
 #: Parametric-bootstrap draws of the curve's coefficients (interval of n, band of the curve).
 BOOTSTRAP_DRAWS = 4000
-#: Confidence level of the interval of n and of the curve's band.
-CI_LEVEL = 0.95
 
 
 @dataclasses.dataclass(frozen=True)
