@@ -311,6 +311,8 @@ def sample_size(
     console.print(f"Table: [bold]{csv}[/]  Figure: [bold]{png}[/]")
 
 
+@app.command()
+@_friendly
 def plan(
     study: Annotated[str, typer.Option(help="Published study to start from.")] = "jelen2025",
     rule: Annotated[str, typer.Option(help="Decision rule, one condition.")] = (
@@ -326,6 +328,7 @@ def plan(
     futility: Annotated[str | None, typer.Option(help="Futility rule at interim looks.")] = None,
     replicates: Annotated[int, typer.Option(help="Trials per design point.")] = 200,
     null_replicates: Annotated[int, typer.Option(help="Trials under the null.")] = 1000,
+    rounds: Annotated[int, typer.Option(help="Rounds of the sample-size search.")] = 3,
     seed: Annotated[int, typer.Option(help="Root seed.")] = 0,
     model: Annotated[str, typer.Option(help="Spec name or path.")] = "joint",
     engine: Annotated[str, typer.Option(help="laplace (screen) or nutpie.")] = "laplace",
@@ -340,7 +343,8 @@ def plan(
 
     result = kb.plan(
         study, rule, target=target, n_range=(n_min, n_max), alpha=alpha, looks=looks,
-        futility=futility, replicates=replicates, null_replicates=null_replicates, seed=seed,
+        futility=futility, replicates=replicates, null_replicates=null_replicates,
+        rounds=rounds, seed=seed,
         model=model, engine=engine, store=store, client="serial" if serial else None,
         workers=workers,
     )  # fmt: skip

@@ -60,3 +60,19 @@ def test_report_of_a_plan_is_one_self_contained_page(plan, tmp_path):
 def pd_row(table):
     assert len(table) == 1
     return table.iloc[0]
+
+
+def test_kbayes_plan_prints_the_plan_and_writes_its_report(plan, tmp_path):
+    """The command line runs the same plan (same settings and seed, so the same n)."""
+    from typer.testing import CliRunner
+
+    from kbayes.cli import app
+
+    out = tmp_path / "plan.html"
+    args = ["plan", "--model", "glutamate", "--n-min", "8", "--n-max", "40", "--replicates",
+            "40", "--null-replicates", "200", "--rounds", "1", "--seed", "2", "--looks", "0.5",
+            "--looks", "1.0", "--futility", "P(ntx_glu < 0) < 0.2", "--serial", "--out",
+            str(out)]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert f"n = {plan.n} reaches power 0.8" in result.output and out.is_file()
