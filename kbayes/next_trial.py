@@ -49,7 +49,30 @@ VERSIONED = ("kbayes", "pymc", "nutpie", "pytensor", "arviz", "numpy", "scipy", 
 
 @dataclasses.dataclass(frozen=True)
 class Plan:
-    """Everything :func:`plan` computed; ``kb.report(plan, path)`` writes it up."""
+    """Everything :func:`plan` computed; ``kb.report(plan, path)`` writes it up.
+
+    Attributes
+    ----------
+    calibrated : PublishedDesign
+        The design and truth calibrated to the study (:func:`kbayes.from_published`).
+    threshold : Threshold
+        The rule's bound, calibrated at the chosen n (``.rule``: the plan's rule).
+    size : SampleSize
+        The sample-size search (``.n``: the plan's n; it ran with the bound current then,
+        see ``settings["threshold calibrated at n"]``).
+    null_check : pandas.DataFrame
+        The rule's false-positive rate at n on fresh null trials (:func:`kbayes.power`
+        table).
+    assurance : pandas.DataFrame
+        Assurance by n under :meth:`PublishedDesign.design_prior`.
+    interim, interim_null : Sequential or None
+        With looks: operating characteristics with the bound over looks, under the
+        calibrated truth and on fresh null trials.
+    interim_threshold : Threshold or None
+        The bound over looks.
+    settings : dict
+        The arguments, seeds and the n at which bounds were calibrated.
+    """
 
     calibrated: PublishedDesign
     threshold: Threshold
