@@ -40,6 +40,7 @@ from scipy import optimize
 from kbayes import published
 from kbayes.data import infusion_profile
 from kbayes.design import Design, Truth
+from kbayes.errors import ConfigError
 from kbayes.published.convert import t_from_f
 from kbayes.reanalysis import reanalyse
 from kbayes.replicates import child, digest
@@ -123,6 +124,8 @@ class PublishedDesign:
         """
         targets = TARGETS[self.study]
         glu = reanalyse(self.study, targets.glutamate)
+        if prior not in glu.index:
+            raise ValueError(f"prior must be one of {', '.join(glu.index)}, not {prior!r}")
         reported = glu.attrs["estimate"]  # the calibrated effect is the reported one
         ratio = (glu.loc[prior, "post_mean"] / reported, glu.loc[prior, "post_sd"] / reported)
         imp = reanalyse(self.study, targets.improvement).loc[prior]
@@ -227,6 +230,11 @@ def _calibrate(study: str, design: Design, truth: Truth, replicates: int, seed: 
     attenuation = published.find(study, imp_out.estimate)
     t_glu, _ = t_from_f(glu_res.value, glu_res.df, glu_out.direction)
     t_imp, _ = t_from_f(imp_res.value, imp_res.df, imp_out.direction)
+    if design.config.design != meta.design:
+        raise ConfigError(
+            f"from_published: {study} is a {meta.design} trial; its tests are paired, so the "
+            f"design must be one too, not {design.config.design!r}"
+        )
     design = dataclasses.replace(design, n=meta.n)
     root = np.random.SeedSequence(seed)
     seeds = [child(root, r) for r in range(replicates)]

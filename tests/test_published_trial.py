@@ -104,3 +104,11 @@ def test_design_prior_draws_the_reanalysis_posteriors(calibrated):
 def test_unknown_study_is_named():
     with pytest.raises(KeyError, match=r"williams2018.*jelen2025"):
         kb.from_published("williams2018")
+
+
+def test_a_parallel_design_or_an_unknown_prior_is_refused(calibrated):
+    parallel = kb.Design(config=kb.TrialConfig(design="parallel"))
+    with pytest.raises(kb.ConfigError, match="crossover trial"):
+        kb.from_published("jelen2025", design=parallel, replicates=10)
+    with pytest.raises(ValueError, match="sceptical, neutral, enthusiastic"):
+        calibrated.design_prior("flat")
