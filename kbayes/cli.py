@@ -1,5 +1,5 @@
 """Command line: ``kbayes demo | fit | check | report | simulate | power | sample-size |
-validate | reanalyse``."""
+plan | calibrate | reanalyse``."""
 
 from __future__ import annotations
 
