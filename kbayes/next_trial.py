@@ -104,6 +104,12 @@ class Plan:
             f"(calibrated from {s['rule']} to a false-positive rate of {s['alpha']:g})."
         )
         lines.append(str(self.size).splitlines()[0] + ".")
+        if self.size.rule != self.rule.text:
+            lines.append(
+                f"The search ran with the bound current then ({self.size.rule}); the plan's "
+                f"bound is the one calibrated at the chosen n (calibrated at n = "
+                f"{s['threshold calibrated at n']})."
+            )
         if self.n is not None:
             row = self.null_check.iloc[0]
             lines.append(
@@ -121,7 +127,7 @@ class Plan:
             lines.append(
                 f"With looks at {s['looks']}: bound {self.interim_threshold.threshold:.4g} at "
                 f"every look; power {row['power']:.2f}, expected n {row['expected_n']:.1f} of "
-                f"{row['n_max']}, stopping early {row['p_stop_early']:.2f}; under the null "
+                f"{int(row['n_max'])}, stopping early {row['p_stop_early']:.2f}; under the null "
                 f"the overall false-positive rate is {z['power']:.3f} "
                 f"(MC SE {z['power_se']:.3f})."
             )
