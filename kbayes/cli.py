@@ -67,6 +67,10 @@ ConfigOption = Annotated[
         help="TOML file of TrialConfig fields (conditions, sexes, scale, periods, ...).",
     ),
 ]
+SchedulerOption = Annotated[str | None, typer.Option(help="Dask scheduler, tcp://HOST:PORT.")]
+WorkersOption = Annotated[int, typer.Option(help="Processes of the local Dask cluster.")]
+StoreOption = Annotated[Path | None, typer.Option(help="Replicate store; a rerun resumes.")]
+SerialOption = Annotated[bool, typer.Option(help="Run in this process, without Dask.")]
 DataArgument = Annotated[
     list[Path],
     typer.Argument(
@@ -262,10 +266,10 @@ def simulate(
 def power(
     design: Annotated[Path, typer.Argument(help="Power study TOML file (see docs/power.md).")],
     out: Annotated[Path | None, typer.Option(help="Output folder (default: <file>_power).")] = None,
-    scheduler: Annotated[str | None, typer.Option(help="Dask scheduler, tcp://HOST:PORT.")] = None,
-    workers: Annotated[int, typer.Option(help="Processes of the local Dask cluster.")] = 2,
-    store: Annotated[Path | None, typer.Option(help="Replicate store; a rerun resumes.")] = None,
-    serial: Annotated[bool, typer.Option(help="Run in this process, without Dask.")] = False,
+    scheduler: SchedulerOption = None,
+    workers: WorkersOption = 2,
+    store: StoreOption = None,
+    serial: SerialOption = False,
     config: ConfigOption = None,
 ) -> None:
     """Power or assurance over a design grid: table (power.csv) and curves (power.png)."""
@@ -287,10 +291,10 @@ def sample_size(
     out: Annotated[
         Path | None, typer.Option(help="Output folder (default: <file>_sample_size).")
     ] = None,
-    scheduler: Annotated[str | None, typer.Option(help="Dask scheduler, tcp://HOST:PORT.")] = None,
-    workers: Annotated[int, typer.Option(help="Processes of the local Dask cluster.")] = 2,
-    store: Annotated[Path | None, typer.Option(help="Replicate store; a rerun resumes.")] = None,
-    serial: Annotated[bool, typer.Option(help="Run in this process, without Dask.")] = False,
+    scheduler: SchedulerOption = None,
+    workers: WorkersOption = 2,
+    store: StoreOption = None,
+    serial: SerialOption = False,
     config: ConfigOption = None,
 ) -> None:
     """Smallest n reaching a target power: search, curve (sample_size.png), table (CSV)."""
@@ -333,9 +337,9 @@ def plan(
     model: Annotated[str, typer.Option(help="Spec name or path.")] = "joint",
     engine: Annotated[str, typer.Option(help="laplace (screen) or nutpie.")] = "laplace",
     out: Annotated[Path, typer.Option(help="The planning report (HTML).")] = Path("plan.html"),
-    store: Annotated[Path | None, typer.Option(help="Replicate store; a rerun resumes.")] = None,
-    workers: Annotated[int, typer.Option(help="Processes of the local Dask cluster.")] = 2,
-    serial: Annotated[bool, typer.Option(help="Run in this process, without Dask.")] = False,
+    store: StoreOption = None,
+    workers: WorkersOption = 2,
+    serial: SerialOption = False,
 ) -> None:
     """Plan the next trial after a published one: calibrated design, error control, sample
     size, assurance and interim looks, in one HTML report."""
@@ -382,9 +386,9 @@ def calibrate(
     store: Annotated[
         Path | None, typer.Option(help="Simulation store; a rerun resumes (default: OUT/sims).")
     ] = None,
-    workers: Annotated[int, typer.Option(help="Processes of the local Dask cluster.")] = 2,
-    scheduler: Annotated[str | None, typer.Option(help="Dask scheduler, tcp://HOST:PORT.")] = None,
-    serial: Annotated[bool, typer.Option(help="Run in this process, without Dask.")] = False,
+    workers: WorkersOption = 2,
+    scheduler: SchedulerOption = None,
+    serial: SerialOption = False,
 ) -> None:
     """Simulation-based calibration of a model: rank uniformity, coverage, PIT-ECDF plots."""
     import kbayes as kb

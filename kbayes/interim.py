@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -31,12 +30,7 @@ from kbayes.design import Design
 from kbayes.errors import SpecError
 from kbayes.planning import USABLE_MIN, look_sizes, run_points
 from kbayes.rules import GoNoGo, Rule, as_rule
-from kbayes.thresholds import (
-    EXCEEDANCES_MIN,
-    Threshold,
-    calibration_condition,
-    order_statistic_threshold,
-)
+from kbayes.thresholds import Threshold, calibration_condition, threshold_from
 
 log = logging.getLogger("kbayes")
 #: Default look fractions: one interim analysis at half the participants.
@@ -124,19 +118,9 @@ class Sequential:
             any(c.holds(look["events"][event]) for c, look in zip(conditions, looks, strict=True))
             for looks in usable
         ])  # fmt: skip
-        threshold, ci = order_statistic_threshold(top, alpha)
-        rate, m = float(nominal.mean()), len(top)
-        calibrated = dataclasses.replace(conditions[0], prob_op=">", prob=threshold)
-        result = Threshold(
-            threshold=threshold, ci=ci, alpha=float(alpha), rule=Rule(calibrated.text),
-            nominal_rule=self.efficacy[0], nominal_rate=rate,
-            nominal_rate_se=float(np.sqrt(rate * (1 - rate) / m)), n_ok=m,
-            n_problem=len(self.replicates) - m, replicates=top,
-            needed=math.ceil(EXCEEDANCES_MIN / alpha), table=self.table,
-        )  # fmt: skip
-        if result.warning:
-            log.warning(result.warning)
-        return result
+        n_problem = len(self.replicates) - len(top)
+        return threshold_from(top, nominal, alpha, conditions[0], self.efficacy[0], n_problem,
+                              self.table)  # fmt: skip
 
     def plot(self):
         """Cumulative probability of stopping for efficacy (solid) and futility (dashed)

@@ -357,7 +357,7 @@ def plan(
     def size_with(threshold: Threshold) -> SampleSize:
         return sample_size(design, truth, threshold.rule, target, n_range=n_range,
                            replicates=replicates, rounds=rounds, confirm=confirm,
-                           store=where(f"sample_size/n{threshold.n_ok}-{threshold.threshold:g}"),
+                           store=where(f"sample_size/bound{threshold.threshold:g}"),
                            **run)  # fmt: skip
 
     # The bound depends on n: calibrated at the published n, then at the chosen n; n is

@@ -173,7 +173,7 @@ def with_attenuation(truth: Truth, pct: float) -> Truth:
     return truth.updated({"gamma_N": (pct - a0) / (a1 - a0)})
 
 
-def _median_tests(design: Design, truth: Truth, seeds: list) -> np.ndarray:
+def _tests(design: Design, truth: Truth, seeds: list) -> np.ndarray:
     """(2, replicates) paired t statistics of trials simulated with ``seeds``."""
     return np.array([paired_tests(simulate_arrays(design, truth, s), design) for s in seeds]).T
 
@@ -243,7 +243,7 @@ def _calibrate(study: str, design: Design, truth: Truth, replicates: int, seed: 
         return truth.updated({f: k * truth.params[f] for f in ("beta_N", "beta_NM")})
 
     def glu_gap(k: float) -> float:
-        return np.median(_median_tests(design, scaled(k), seeds)[0]) - t_glu
+        return np.median(_tests(design, scaled(k), seeds)[0]) - t_glu
 
     if truth.beta_N == 0:
         raise ValueError("from_published: truth.beta_N is 0, so no scale of it can match")
@@ -252,11 +252,11 @@ def _calibrate(study: str, design: Design, truth: Truth, replicates: int, seed: 
 
     def imp_gap(log_sigma: float) -> float:
         t = fitted.updated({"sigma_y": float(np.exp(log_sigma))})
-        return np.median(_median_tests(design, t, seeds)[1]) - t_imp
+        return np.median(_tests(design, t, seeds)[1]) - t_imp
 
     log_sigma = _solve(imp_gap, np.log(0.1), np.log(fitted.sigma_y) + 1.0, "sigma_y")
     fitted = fitted.updated({"sigma_y": float(np.exp(log_sigma))})
-    tests = _median_tests(design, fitted, seeds)
+    tests = _tests(design, fitted, seeds)
     spec = load_spec(SIMULATED_SPEC)
     att = float(spec.estimand_values(fitted.params)["attenuation_pct"])
     rows = [

@@ -238,15 +238,31 @@ def calibrate_threshold(
     )  # fmt: skip
     records = [r for r in table.attrs["replicates"] if not r["problem"]]
     probs = np.array([r["probabilities"][condition.text] for r in records], dtype=float)
-    n_ok, n_problem = len(probs), replicates - len(probs)
-    threshold, ci = order_statistic_threshold(probs, alpha)
-    rate = float(np.mean([condition.holds(p) for p in probs]))
+    hits = np.array([condition.holds(p) for p in probs], dtype=bool)
+    return threshold_from(probs, hits, alpha, condition, nominal, replicates - len(probs), table)
+
+
+def threshold_from(
+    probabilities: np.ndarray,
+    nominal_hits: np.ndarray,
+    alpha: float,
+    condition: Condition,
+    nominal_rule: Rule,
+    n_problem: int,
+    table: pd.DataFrame | None,
+) -> Threshold:
+    """The :class:`Threshold` of usable null replicates: their probabilities of
+    ``condition``'s event (the largest over looks, for an interim design) and whether the
+    nominal rule rejected in each; warns when the threshold is unstable."""
+    threshold, ci = order_statistic_threshold(probabilities, alpha)
+    n_ok = len(probabilities)
+    rate = float(np.mean(nominal_hits))
     calibrated = dataclasses.replace(condition, prob_op=">", prob=threshold)
     result = Threshold(
         threshold=threshold, ci=ci, alpha=float(alpha), rule=Rule(calibrated.text),
-        nominal_rule=nominal, nominal_rate=rate,
+        nominal_rule=nominal_rule, nominal_rate=rate,
         nominal_rate_se=float(np.sqrt(rate * (1 - rate) / n_ok)), n_ok=n_ok,
-        n_problem=n_problem, replicates=probs,
+        n_problem=n_problem, replicates=probabilities,
         needed=math.ceil(EXCEEDANCES_MIN / alpha), table=table,
     )  # fmt: skip
     if result.warning:
