@@ -45,7 +45,7 @@ from kbayes.marginal import (
     scale_mixture_weights,
     segment_sum,
 )
-from kbayes.spec import ModelSpec
+from kbayes.spec import CONDITION, ModelSpec, condition_value
 from kbayes.terms import FACTORS, INTERCEPTS
 
 
@@ -87,7 +87,7 @@ def model_inputs(spec: ModelSpec, data: TrialData, dglx: np.ndarray | None = Non
         ids=ids,
         session_participant=np.array([index[p] for p in sp], dtype=np.int64),
         period=sq,
-        active=(sessions["condition"] == config.active).to_numpy(),
+        condition=condition_index(config, sessions["condition"]),
         male=np.array([male[p] for p in sp], dtype=bool),
         madrs_baseline=sessions["madrs_baseline"].to_numpy(float),
         madrs_day1=sessions["madrs_day1"].to_numpy(float),
@@ -111,7 +111,7 @@ def coded_arrays(
     ids: list[str],
     session_participant: np.ndarray,
     period: np.ndarray,
-    active: np.ndarray,
+    condition: np.ndarray,
     male: np.ndarray,
     madrs_baseline: np.ndarray,
     madrs_day1: np.ndarray,
@@ -124,27 +124,31 @@ def coded_arrays(
     covariates: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> tuple[dict[str, list], dict[str, np.ndarray]]:
     """Coords and ``pm.Data`` arrays of ``spec`` (not the item level) from per-session
-    arrays (participant index, period, pretreatment and sex flags, MADRS totals) and
+    arrays (participant index, period, condition index into ``config.conditions``, male
+    flag, MADRS totals) and
     per-block arrays (session index, block number, time in min, Glx/tNAA ratio, CRLB in %).
     ``covariates`` holds, per covariate of the spec, its values per session and over the
     rows of its own table (:func:`covariate_values`). The coding of every covariate lives
     here: validated tables and power's simulated arrays both come through it."""
     check_units(spec, config)
-    if spec.design != config.design:
+    if spec.design != config.design or spec.actives != spec.for_trial(config).actives:
         raise SpecError(
-            f"spec {spec.name!r} is for a {spec.design} trial and this one is a "
-            f"{config.design}: use spec.for_design({config.design!r}) (kb.fit, kb.power and "
-            "kb.calibrate do)"
+            f"spec {spec.name!r} is for a {spec.design} trial of "
+            f"{len(spec.actives) + 1 if spec.actives else 2} conditions and this one is a "
+            f"{config.design} one of {len(config.conditions)} conditions: use "
+            "spec.for_trial(config) (kb.fit, kb.power and kb.calibrate do)"
         )
     labels = [f"{ids[i]}/{q}" for i, q in zip(session_participant, period, strict=True)]
     coords: dict[str, list] = {"participant": list(ids), "session": labels}
     p = np.asarray(period, float)
     arrays: dict[str, np.ndarray] = {
         "session_participant": session_participant,
-        "c": np.asarray(active, float),
+        "c": condition_coding(spec, condition),
         "m": np.where(male, 0.5, -0.5),
         "p": p - (1 + config.periods) / 2,  # centred on the design's middle period
     }
+    if spec.actives:
+        coords[CONDITION] = list(spec.actives)
     for name, how in covariate_coding(spec, covariates or {}).items():
         arrays[COVARIATE_PREFIX + name] = coded_covariate(how, covariates[name][0])
         if "levels" in how:
@@ -185,6 +189,45 @@ def coded_arrays(
                 )
             arrays["dglx_obs"] = obs
     return coords, arrays
+
+
+def condition_index(config: TrialConfig, conditions: pd.Series) -> np.ndarray:
+    """Each session's condition as its index in ``config.conditions`` (0: the reference)."""
+    return conditions.map({c: k for k, c in enumerate(config.conditions)}).to_numpy(np.int64)
+
+
+def condition_coding(spec: ModelSpec, index: Any) -> np.ndarray:
+    """The coded condition ``c`` of condition indices (0: the reference): 0/1 with two
+    conditions; with several, one column per pretreatment (1 under it, else 0), the
+    ``condition`` dim last."""
+    index = np.asarray(index)
+    if not spec.actives:
+        return (index == 1).astype(float)
+    return (index[..., None] == np.arange(1, len(spec.actives) + 1)).astype(float)
+
+
+def coded_index(c: np.ndarray) -> np.ndarray:
+    """Condition indices (0: the reference) of coded conditions ``c``
+    (:func:`condition_coding`), e.g. a result's ``constant_data``."""
+    c = np.asarray(c)
+    if c.ndim == 1:
+        return c.astype(np.int64)
+    return np.where(c.any(axis=-1), c.argmax(axis=-1) + 1, 0)
+
+
+def under_condition(
+    spec: ModelSpec, params: Mapping[str, Any], k: int
+) -> tuple[ModelSpec, dict[str, Any], float]:
+    """What :func:`population_mean` needs for the mean under condition ``k`` (0: the
+    reference): a two-condition spec, ``params`` with each pretreatment effect at condition
+    ``k``'s value, and its code c (0 or 1). With two conditions: ``spec``, ``params``, k."""
+    if not spec.actives:
+        return spec, dict(params), float(k)
+    effects = [c for c, part in spec.categorical_coefficients.items() if part == CONDITION]
+    j = max(k - 1, 0)
+    values = {c: condition_value(params[c], j, spec.actives[j]) for c in effects if c in params}
+    two = spec.for_trial(TrialConfig(design=spec.design))
+    return two, dict(params) | values, float(k > 0)
 
 
 def check_units(spec: ModelSpec, config: TrialConfig) -> None:
@@ -323,13 +366,19 @@ def _expected_total(item, cutpoints, shift):
 COVARIATE_PREFIX = "cov_"
 
 
+def factor_name(part: str) -> str:
+    """The name of a term part's coded covariate among a model's data or ``factors``
+    (:data:`~kbayes.terms.FACTORS`; a data covariate X as ``cov_X``)."""
+    return FACTORS.get(part, COVARIATE_PREFIX + part)
+
+
 def term_covariate(term: str, factors: Mapping[str, Any], categorical: Collection[str] = ()) -> Any:
-    """A term's covariate: the product of its parts' coded covariates (``factors`` by the
-    names of :data:`~kbayes.terms.FACTORS`, a data covariate X as ``cov_X``; ``condition:sex``
-    is c m). A ``categorical`` part's coded columns are the last axis; the other parts are
-    broadcast along it."""
+    """A term's covariate: the product of its parts' coded covariates (``factors`` by
+    :func:`factor_name`; ``condition:sex`` is c m). A ``categorical`` part's coded columns
+    are the last axis (several pretreatments: ``c``); the other parts are broadcast along
+    it."""
     parts = term.split(":")
-    values = [factors[FACTORS.get(part, COVARIATE_PREFIX + part)] for part in parts]
+    values = [factors[factor_name(part)] for part in parts]
     if any(part in categorical for part in parts):
         values = [
             v if part in categorical else _column(v) for part, v in zip(parts, values, strict=True)
@@ -372,7 +421,7 @@ def term_effect(
     categorical = [part for part in term.split(":") if part in spec.categorical]
     if not categorical:
         return coefficient * term_covariate(term, factors)
-    if np.ndim(coded := factors[COVARIATE_PREFIX + categorical[0]]) == 0:
+    if np.ndim(coded := factors[factor_name(categorical[0])]) == 0:
         if coded != 0:
             raise ValueError(f"{categorical[0]!r}: its coded columns are an array, or 0")
         return 0.0
@@ -569,7 +618,7 @@ def _improvement_level(spec: ModelSpec, d: dict, delta, v, layout: LatentLayout)
     resid = d["improvement_observed"] - mu
     omega = weight / sigma_y**2 + pt.zeros_like(resid)
     n, k = pm.modelcontext(None).dim_lengths["participant"], layout.size
-    row = [pt.zeros_like(c) for _ in range(k)]  # d mean / d x, per session
+    row = [pt.zeros_like(m) for _ in range(k)]  # d mean / d x, per session
     if through_delta:
         model = pm.modelcontext(None)
         slope = 0.0  # of the mean in dtilde: the terms with a dglx part
@@ -581,7 +630,7 @@ def _improvement_level(spec: ModelSpec, d: dict, delta, v, layout: LatentLayout)
         in_slot = pt.as_tensor(rows)[d["session_period"], :, 0]  # (session, K)
         row = [row[i] + slope / scale * in_slot[:, i] for i in range(k)]
     if layout.v is not None:
-        row[layout.v] = pt.ones_like(c)
+        row[layout.v] = pt.ones_like(m)
     row, pr = [r[rs] for r in row], pi[rs]  # per rating
     H = [[segment_sum(omega * row[i] * row[j], pr, n) for j in range(k)] for i in range(k)]
     h = [segment_sum(omega * resid * row[i], pr, n) for i in range(k)]
@@ -643,6 +692,8 @@ def _data_dims(spec: ModelSpec, name: str) -> str | tuple[str, ...] | None:
     covariate = name.removeprefix(COVARIATE_PREFIX)
     if name.startswith(COVARIATE_PREFIX) and covariate in spec.covariates:
         return ("session", covariate) if covariate in spec.categorical else "session"
+    if name == "c" and spec.actives:
+        return ("session", CONDITION)
     return _DIMS.get(name)
 
 

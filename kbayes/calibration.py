@@ -251,7 +251,7 @@ def run_simulation(task: SimTask, setup: Setup) -> dict:
         draws, true = extra_draws | draws, extra_truth | true
         est_draws = spec.estimand_values({v: post[v] for v in post.data_vars})
         est_true = spec.estimand_values(truth)
-        for name in spec.estimands:
+        for name in spec.estimand_rows:
             draws[name], true[name] = est_draws[name], float(est_true[name])
         ds = xr.Dataset({k: v.transpose("chain", "draw") for k, v in draws.items()})
         rhat, ess = azs.rhat(ds), azs.ess(ds)
@@ -566,8 +566,8 @@ def calibrate(
         raise ValueError(f"draws * chains ({settings['draws'] * settings['chains']}) must be "
                          f"at least thin ({thin})")  # fmt: skip
     template = _template(design, spec, seed)
-    spec = spec.for_design(template.config.design)
-    stage1 = (load_spec(spec.first_stage).for_design(spec.design)
+    spec = spec.for_trial(template.config)
+    stage1 = (load_spec(spec.first_stage).for_trial(template.config)
               if spec.delta == "two_stage" else None)  # fmt: skip
     dglx = np.zeros(len(template.sessions)) if stage1 is not None else None
     setup = Setup(
@@ -599,7 +599,7 @@ def calibrate(
             "participants": len(setup.inputs.coords["participant"]),
             "sessions": len(setup.inputs.coords["session"]),
             "seconds": time.perf_counter() - start}  # fmt: skip
-    kinds = {q: ("estimand" if q in spec.estimands else "parameter") for q in ranks["quantity"]}
+    kinds = {q: ("estimand" if q in spec.estimand_rows else "parameter") for q in ranks["quantity"]}
     return Calibration(
         spec=spec.name,
         sims=sims_table,

@@ -19,8 +19,10 @@ class TrialConfig:
 
     Parameters
     ----------
-    conditions : (str, str), default ("placebo", "naltrexone")
-        Reference condition (coded c = 0) and the pretreatment under study (c = 1).
+    conditions : tuple of str, default ("placebo", "naltrexone")
+        The reference condition first, then the pretreatments under study (two or more
+        conditions). With two, the pretreatment is coded c = 1; with more, each active
+        condition has its own effects (a ``condition`` dim over :attr:`actives`).
     sexes : (str, str), default ("female", "male")
         Sex codes as they appear in the data; coded -1/2 and +1/2 in the models, so main
         effects are averages over the two sexes.
@@ -42,11 +44,12 @@ class TrialConfig:
         A crossover gives each participant a session under each condition, one per period;
         a parallel-group trial gives each participant one session (period 1) in one arm.
     periods : int, optional
-        Number of periods of the design, default 2 for a crossover and 1 (the only value
-        allowed) for a parallel trial; a session in a period outside 1..periods is an error.
+        Number of periods of the design, default one per condition for a crossover and 1
+        (the only value allowed) for a parallel trial; a session in a period outside
+        1..periods is an error.
     """
 
-    conditions: tuple[str, str] = ("placebo", "naltrexone")
+    conditions: tuple[str, ...] = ("placebo", "naltrexone")
     sexes: tuple[str, str] = ("female", "male")
     scale: str = "MADRS"
     score_max: int = 60
@@ -62,15 +65,23 @@ class TrialConfig:
     def __post_init__(self) -> None:
         if self.design not in DESIGNS:
             raise ValueError(f"TrialConfig.design must be one of {DESIGNS}, got {self.design!r}")
-        periods = self.periods or (2 if self.design == "crossover" else 1)
+        for name in ("conditions", "sexes"):  # lists (TOML, JSON) as tuples
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        k = len(self.conditions)
+        if k < 2 or len(set(self.conditions)) < k or not all(self.conditions):
+            raise ValueError(
+                f"TrialConfig.conditions must be two or more distinct names (the reference "
+                f"first), got {self.conditions!r}"
+            )
+        if len(self.sexes) != 2:
+            raise ValueError(f"TrialConfig.sexes must be two codes, got {self.sexes!r}")
+        periods = self.periods or (k if self.design == "crossover" else 1)
         if self.design == "parallel" and periods != 1:
             raise ValueError(
                 f"TrialConfig(design='parallel') has one period (each participant one session), "
                 f"got periods={self.periods!r}"
             )
         object.__setattr__(self, "periods", periods)
-        for name in ("conditions", "sexes"):  # lists (TOML, JSON) as tuples
-            object.__setattr__(self, name, tuple(getattr(self, name)))
 
     @property
     def reference(self) -> str:
@@ -78,9 +89,14 @@ class TrialConfig:
         return self.conditions[0]
 
     @property
+    def actives(self) -> tuple[str, ...]:
+        """The pretreatments under study, in order (the coords of the ``condition`` dim)."""
+        return self.conditions[1:]
+
+    @property
     def active(self) -> str:
-        """The pretreatment under study, coded 1."""
-        return self.conditions[1]
+        """The pretreatment under study (with several, the words "each pretreatment")."""
+        return self.conditions[1] if len(self.conditions) == 2 else "each pretreatment"
 
     @property
     def label_names(self) -> dict[str, str]:

@@ -64,6 +64,9 @@ class Truth:
         Participant SD of improvement (points) and its correlation with u.
     sigma_y, nu : float, default 3.5, 10.0
         Scale (points) and degrees of freedom of the Student-t residual (``nu=inf``: normal).
+    beta_N, beta_NM, gamma_N, gamma_NM, gamma_DN : float or dict of str to float
+        With several pretreatments (``TrialConfig.conditions``), one value for all, or one
+        per active condition, ``gamma_N={"naltrexone": -2.6, "nalmefene": -1.0}``.
     effects : dict of str to float or to {level: float}, default {}
         Coefficients of covariate terms, by their model names (``gamma_age``: improvement
         points per year of ``age``; ``beta_age_x_condition``), per unit of the covariate
@@ -76,18 +79,18 @@ class Truth:
     a_sigma: float = 0.10
     a_session_sigma: float = 0.03
     beta0: float = 0.05
-    beta_N: float = -0.02
+    beta_N: float | Mapping[str, float] = -0.02
     beta_M: float = 0.0
-    beta_NM: float = -0.02
+    beta_NM: float | Mapping[str, float] = -0.02
     beta_P: float = 0.0
     u_sigma: float = 0.02
     e_sigma: float = 0.015
     gamma0: float = 12.0
-    gamma_N: float = -2.6
+    gamma_N: float | Mapping[str, float] = -2.6
     gamma_M: float = 0.0
-    gamma_NM: float = 0.0
+    gamma_NM: float | Mapping[str, float] = 0.0
     gamma_D: float = 2.0
-    gamma_DN: float = 0.0
+    gamma_DN: float | Mapping[str, float] = 0.0
     gamma_B: float = 0.2
     gamma_P: float = 0.5
     v_sigma: float = 3.0
@@ -104,8 +107,16 @@ class Truth:
             _require(name not in self._fields(), "Truth", "effects", "new names only", name)
             finite = np.isfinite(list(value.values()) if isinstance(value, dict) else value)
             _require(np.all(finite), "Truth", f"effects[{name!r}]", "finite", value)
+        for name in PRETREATMENT_FIELDS:  # one per pretreatment: {condition: value}
+            if isinstance(value := getattr(self, name), Mapping):
+                per = {str(k): float(x) for k, x in value.items()}
+                _require(bool(per) and np.isfinite(list(per.values())).all(), "Truth", name,
+                         "finite, one per condition named", value)  # fmt: skip
+                object.__setattr__(self, name, per)
         for name in self._fields():
             value = getattr(self, name)
+            if isinstance(value, dict):
+                continue
             _require(np.isfinite(value) or name == "nu", "Truth", name, "finite", value)
             if name.endswith("_sigma") or name == "sigma_y":
                 _require(value >= 0, "Truth", name, ">= 0", value)
@@ -120,7 +131,8 @@ class Truth:
     @property
     def params(self) -> dict[str, float | dict[str, float]]:
         """Parameter name -> value (the fields, then :attr:`effects`)."""
-        return {name: float(getattr(self, name)) for name in self._fields()} | self.effects
+        return {name: value if isinstance(value := getattr(self, name), dict) else float(value)
+                for name in self._fields()} | self.effects  # fmt: skip
 
     def null(self) -> Truth:
         """This truth without any pretreatment effect (``PRETREATMENT_FIELDS`` all 0): the
@@ -133,14 +145,16 @@ class Truth:
         effects = {k: v for k, v in values.items() if k not in fields}
         return dataclasses.replace(self, **fields, effects={**self.effects, **effects})
 
-    def estimands(self, spec: Any = "joint") -> dict[str, float]:
+    def estimands(self, spec: Any = "joint", config: TrialConfig | None = None) -> dict[str, float]:
         """True values of the spec's estimands (name -> value, on the estimands' units).
 
-        ``spec`` is a built-in name, a path to a TOML spec or a loaded ``ModelSpec``.
+        ``spec`` is a built-in name, a path to a TOML spec or a loaded ``ModelSpec``; with
+        ``config``, the spec for that trial (several pretreatments: ``ntx_glu[nalmefene]``).
         """
         from kbayes.spec import load_spec  # imports PyMC tooling: only when asked
 
-        return {k: float(v) for k, v in load_spec(spec).estimand_values(self.params).items()}
+        spec = load_spec(spec) if config is None else load_spec(spec).for_trial(config)
+        return {k: float(v) for k, v in spec.estimand_values(self.params).items()}
 
 
 @dataclass(frozen=True)
@@ -277,8 +291,8 @@ class SimulatedTruth:
         return self.truth.params
 
     def estimands(self, spec: Any = "joint") -> dict[str, float]:
-        """True estimand values (as :meth:`Truth.estimands`)."""
-        return self.truth.estimands(spec)
+        """True estimand values (as :meth:`Truth.estimands`, for the design's trial)."""
+        return self.truth.estimands(spec, self.design.config)
 
 
 def from_table[T](cls: type[T], table: Mapping[str, Any], where: str) -> T:

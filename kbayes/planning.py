@@ -341,12 +341,12 @@ def run_points(
     Returns the spec (for the design), the rule, the target estimand, the (varied fields,
     point key) of each point and every replicate's record with its point's varied fields.
     """
-    spec = load_spec(model).for_design(design.config.design)
+    spec = load_spec(model).for_trial(design.config)
     rule.check(spec)
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}, not {engine!r}")
     target = target or rule.estimands[0]
-    if target not in spec.estimands:
+    if target not in spec.estimand_rows:
         raise ValueError(f"target {target!r} is not an estimand of {spec.name!r}")
     prior = design_prior(truth)
     reference = getattr(prior, "truth", None) or getattr(prior, "base", Truth())

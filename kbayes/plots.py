@@ -31,7 +31,7 @@ import numpy as np
 import xarray as xr
 from matplotlib.figure import Figure
 
-from kbayes.build import population_mean, standardised_change
+from kbayes.build import coded_index, population_mean, standardised_change, under_condition
 from kbayes.data import infusion_profile
 from kbayes.results import estimand_names, rated_sessions, result_spec, trial_config
 from kbayes.summaries import covariate_effects, estimands
@@ -46,7 +46,7 @@ _HOW = {
     "log_prior": "kb.fit(data, model, log_prior=True)",
     "log_likelihood": "kb.fit(data, model, log_likelihood=True)",
 }
-_COND_COLOURS = ("C0", "C1")  # reference, active
+_COND_COLOURS = ("C0", "C1", "C4", "C5", "C6", "C7")  # reference, actives (not the sexes')
 _SEX_STYLE = {"": ("k", "o"), "female": ("C3", "s"), "male": ("C2", "D")}
 
 
@@ -113,16 +113,19 @@ def plot_trace(
 
 
 def _estimand_order(names: list[str]) -> list[tuple[str, str]]:
-    """(name, sex) with each average followed by its ``_female`` and ``_male`` rows."""
+    """(name, sex) with each average followed by its ``_female`` and ``_male`` rows (of
+    the same condition: ``ntx_glu[nalmefene]``, ``ntx_glu_female[nalmefene]``)."""
     out = []
     for name in names:
-        base, _, sex = name.rpartition("_")
+        stem, bracket, coord = name.partition("[")
+        base, _, sex = stem.rpartition("_")
         if sex not in ("female", "male"):
             sex = ""
-        elif base in names:
+        elif base + bracket + coord in names:
             continue  # placed after its average
         out.append((name, sex))
-        out += [(f"{name}_{s}", s) for s in ("female", "male") if f"{name}_{s}" in names]
+        out += [(own, s) for s in ("female", "male")
+                if (own := f"{stem}_{s}{bracket}{coord}") in names]  # fmt: skip
     return out
 
 
@@ -220,7 +223,7 @@ def plot_timecourse(idata: xr.DataTree) -> Figure:
         raise ValueError(f"spec {spec.name!r} has no fMRS level, so there is no time course")
     cd = idata.constant_data.to_dataset()
     y = idata.observed_data["glx"].to_numpy()
-    cond = cd["c"].to_numpy()[cd["mrs_session"].to_numpy()]
+    cond = coded_index(cd["c"].to_numpy())[cd["mrs_session"].to_numpy()]
     labels = cd["mrs_obs"].to_numpy().astype(str)
     block = np.array([int(s.rsplit("/", 1)[1]) for s in labels])
     has_time = "time_min" in cd
@@ -229,14 +232,14 @@ def plot_timecourse(idata: xr.DataTree) -> Figure:
     names = trial_config(idata).get("conditions", ("reference", "active"))
     metabolite = trial_config(idata).get("metabolite", "Glx/tNAA")
     fig, ax = plt.subplots(figsize=(8, 4.5), layout="constrained")
-    for k, (name, colour) in enumerate(zip(names, _COND_COLOURS, strict=True)):
+    for k, (name, colour) in enumerate(zip(names, _COND_COLOURS, strict=False)):
         sel = cond == k
         blocks = np.unique(block[sel])
         bx = np.array([x[sel & (block == b)].mean() for b in blocks])
         vals = [y[sel & (block == b)] for b in blocks]
         means = np.array([v.mean() for v in vals])
         ses = np.array([v.std(ddof=1) / np.sqrt(len(v)) if len(v) > 1 else 0.0 for v in vals])
-        offset = (k - 0.5) * 0.01 * np.ptp(x)
+        offset = (k - (len(names) - 1) / 2) * 0.01 * np.ptp(x)
         ax.errorbar(bx + offset, means, ses, fmt="o", color=colour, label=f"{name}: observed")
         if has_time:
             grid = np.linspace(x.min(), x.max(), 200)
@@ -244,7 +247,8 @@ def plot_timecourse(idata: xr.DataTree) -> Figure:
         else:
             grid = bx
             g = np.array([cd["g"].to_numpy()[sel & (block == b)].mean() for b in blocks])
-        course = population_mean(spec, "mrs", post, {"c": float(k), "g": xr.DataArray(g, dims="t")})
+        two, params, c = under_condition(spec, post, k)
+        course = population_mean(two, "mrs", params, {"c": c, "g": xr.DataArray(g, dims="t")})
         lo, hi = _hdi(course, spec.ci_prob)
         ax.fill_between(grid, lo, hi, color=colour, alpha=0.2, lw=0)
         ax.plot(grid, course.median(("chain", "draw")), color=colour, label=f"{name}: model")
@@ -287,7 +291,7 @@ def plot_improvement(idata: xr.DataTree) -> Figure:
     post = idata.posterior.to_dataset()
     imp = idata.observed_data["improvement"].to_numpy()  # per rating (a rated session)
     rated = rated_sessions(idata)
-    cond = cd["c"].to_numpy()[rated]
+    cond = coded_index(cd["c"].to_numpy())[rated]
     if spec.delta == "latent":
         x, xerr = (
             post["delta"].mean(("chain", "draw")).to_numpy()[rated],
@@ -308,13 +312,8 @@ def plot_improvement(idata: xr.DataTree) -> Figure:
     dtilde = standardised_change(spec, grid)
 
     fig, ax = plt.subplots(figsize=(7, 4.5), layout="constrained")
-    for k, (name, colour) in enumerate(
-        zip(
-            trial_config(idata).get("conditions", ("reference", "active")),
-            _COND_COLOURS,
-            strict=True,
-        )
-    ):
+    names = trial_config(idata).get("conditions", ("reference", "active"))
+    for k, (name, colour) in enumerate(zip(names, _COND_COLOURS, strict=False)):
         sel = cond == k
         ax.errorbar(
             x[sel],
@@ -327,7 +326,8 @@ def plot_improvement(idata: xr.DataTree) -> Figure:
             elinewidth=0.6,
             label=f"{name}: sessions",
         )
-        line = population_mean(spec, "improvement", post, {"c": float(k), "dtilde": dtilde})
+        two, params, c = under_condition(spec, post, k)
+        line = population_mean(two, "improvement", params, {"c": c, "dtilde": dtilde})
         lo, hi = _hdi(line, spec.ci_prob)
         ax.fill_between(grid, lo, hi, color=colour, alpha=0.2, lw=0)
         ax.plot(grid, line.median(("chain", "draw")), color=colour, label=f"{name}: model")

@@ -55,8 +55,15 @@ from kbayes import plots
 from kbayes.config import TrialConfig
 from kbayes.data import TrialData
 from kbayes.diagnostics import Verdict, check
-from kbayes.results import estimand_names, rated_sessions, result_spec, trial_config
-from kbayes.spec import MODELS_DIR, builtin_specs, load_spec
+from kbayes.results import (
+    estimand_rows,
+    estimand_variables,
+    rated_sessions,
+    result_spec,
+    row_variable,
+    trial_config,
+)
+from kbayes.spec import CONTRAST_SUFFIX, MODELS_DIR, builtin_specs, load_spec
 from kbayes.summaries import answers, covariate_effects, estimands
 
 #: Section ids, in report order.
@@ -249,7 +256,8 @@ def _title(idata: xr.DataTree) -> str:
     config = trial_config(idata)
     trial = "Trial"
     if config.get("drug") and config.get("conditions"):
-        reference, active = config["conditions"][:2]
+        reference, *actives = config["conditions"]
+        active = ", ".join(actives[:-1]) + " and " * (len(actives) > 1) + actives[-1]
         trial = f"{active.capitalize()} vs {reference} before {config['drug']}"
     day = datetime.now(UTC).date().isoformat()
     return f"{trial}: {idata.attrs.get('spec_name', 'model')} model, {day}"
@@ -270,8 +278,9 @@ def _summary_section(
         table = None
     if table is not None:
         asked = answers(idata) if "spec" in idata.attrs else pd.DataFrame(columns=["estimand"])
-        headline = [n for n in plots.headline_estimands(idata)
-                    if n in table.index and n not in set(asked["estimand"])]  # fmt: skip
+        headline = [n for n in table.index  # each condition's and the contrasts
+                    if n.partition("[")[0] in plots.headline_estimands(idata)
+                    and n not in set(asked["estimand"])]  # fmt: skip
         if len(asked):
             s.parts += [("p", "The trial's questions, answered by the posterior:"),
                         ("ul", list(asked["text"]))]  # fmt: skip
@@ -458,12 +467,14 @@ def _sensitivity(idata: xr.DataTree) -> pd.DataFrame | None:
     if any(g not in idata.children for g in ("log_prior", "log_likelihood")):
         return None
     with _quiet("arviz_stats"):
-        return az.psense_summary(
+        table = az.psense_summary(
             idata,
-            var_names=estimand_names(idata) + plots.scalar_parameters(idata),
+            var_names=estimand_variables(idata) + plots.scalar_parameters(idata),
             threshold=PSENSE_THRESHOLD,
             prior_var_names=plots.top_level_priors(idata),
         )
+    # rows named as the estimand table's: ntx_glu_contrast[b vs a] -> ntx_glu[b vs a]
+    return table.rename(index=lambda n: n.replace(f"{CONTRAST_SUFFIX}[", "[", 1))
 
 
 def _sensitivity_section(idata: xr.DataTree, table: pd.DataFrame | None) -> Section:
@@ -478,7 +489,7 @@ def _sensitivity_section(idata: xr.DataTree, table: pd.DataFrame | None) -> Sect
         )
         s.parts.append(("p", text))
         return s
-    quoted = estimand_names(idata)
+    quoted = estimand_rows(idata)
     flagged = table[table["diagnosis"] != "✓"]
     estimands_flagged = flagged[flagged.index.isin(quoted)]
     if len(estimands_flagged):
@@ -523,10 +534,10 @@ def _sensitivity_section(idata: xr.DataTree, table: pd.DataFrame | None) -> Sect
 def _plot_section(idata: xr.DataTree, dpi: int, sensitivity: pd.DataFrame | None) -> Section:
     s = Section("plots", "Plots")
     skipped = []
-    quoted = estimand_names(idata)
-    flagged = [] if sensitivity is None else [
-        n for n in quoted if sensitivity.loc[n, "diagnosis"] != "✓"
-    ][:4]  # fmt: skip
+    quoted = estimand_rows(idata)
+    flagged = [] if sensitivity is None else list(dict.fromkeys(
+        row_variable(n) for n in quoted if sensitivity.loc[n, "diagnosis"] != "✓"
+    ))[:4]  # fmt: skip
     for name, caption, plot in _PLOTS:
         try:
             if name == "prior-sensitivity" and flagged:  # the quantities the section flags

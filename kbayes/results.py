@@ -5,6 +5,7 @@ identically."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ import numpy as np
 import xarray as xr
 
 from kbayes.errors import DataError
-from kbayes.spec import ModelSpec, parse_spec
+from kbayes.spec import CONDITION, CONTRAST_SUFFIX, ModelSpec, parse_spec
 
 #: Sampler warm-up groups: large, not used downstream, not saved.
 WARMUP_GROUPS = ("warmup_posterior", "warmup_sample_stats")
@@ -43,6 +44,62 @@ def rated_sessions(idata: xr.DataTree) -> np.ndarray:
 def estimand_names(idata: xr.DataTree) -> list[str]:
     """Posterior variables marked as estimands (attrs ``estimand=1``), in stored order."""
     return [str(v) for v, da in idata.posterior.data_vars.items() if da.attrs.get("estimand") == 1]
+
+
+def estimand_rows(idata: xr.DataTree) -> list[str]:
+    """The estimands as the tables list them: one row per estimand, per condition of one
+    with a value per pretreatment, and per contrast between pretreatments
+    (:func:`estimand_draws`)."""
+    post = idata.posterior.to_dataset()
+    return [str(n) for n in estimand_draws(post, estimand_names(idata)).data_vars]
+
+
+def estimand_variables(idata: xr.DataTree) -> list[str]:
+    """The posterior variables of the estimands: each, and its contrasts between
+    pretreatments where it has them (``ntx_glu_contrast``)."""
+    post = idata.posterior
+    return [v for n in estimand_names(idata) for v in (n, n + CONTRAST_SUFFIX) if v in post]
+
+
+def row_variable(row: str) -> str:
+    """The posterior variable of an estimand table's row (``ntx_glu[nalmefene]`` ->
+    ``ntx_glu``; a contrast, ``ntx_glu[nalmefene vs naltrexone]`` -> ``ntx_glu_contrast``)."""
+    base, _, coord = row.partition("[")
+    return base + CONTRAST_SUFFIX if " vs " in coord else base
+
+
+def estimand_draws(
+    posterior: xr.Dataset, names: Sequence[str], *, contrasts: bool = True
+) -> xr.Dataset:
+    """The estimands ``names`` as scalars per draw. One with a value per pretreatment (a
+    ``condition`` dim) gives one variable per condition, ``ntx_glu[nalmefene]``, and, with
+    ``contrasts``, per pair, ``ntx_glu[nalmefene - naltrexone]``, each labelled as such; a
+    name may also be one of those. Attrs: ``label``, ``unit``, ``estimand`` (the spec's
+    name)."""
+    out = {}
+    for name in names:
+        base, _, coord = name.partition("[")
+        found = False
+        for var in (base, base + CONTRAST_SUFFIX):
+            da = posterior.get(var)
+            if da is None or (var != base and not (contrasts or coord)):
+                continue
+            extra = [d for d in da.dims if d not in ("chain", "draw")]
+            if extra not in ([CONDITION], ["contrast"]):  # a scalar, or not an estimand's dims
+                if var == name:
+                    out[name], found = da.assign_attrs(estimand=base), True
+                continue
+            labels = json.loads(da.attrs.get("labels", "{}"))
+            for x in da[extra[0]].to_numpy().tolist():
+                if coord in ("", f"{x}]"):
+                    attrs = da.attrs | {"label": labels.get(x, f"{base} [{x}]"), "estimand": base}
+                    out[f"{base}[{x}]"] = da.sel({extra[0]: x}, drop=True).assign_attrs(attrs)
+                    found = True
+        if not found:
+            raise ValueError(f"{name!r} is not a posterior variable (nor one of its conditions)")
+    for da in out.values():
+        da.attrs.pop("labels", None)
+    return xr.Dataset(out)
 
 
 def save(idata: xr.DataTree, path: str | Path) -> Path:
@@ -80,4 +137,15 @@ def load(path: str | Path) -> xr.DataTree:
     return result
 
 
-__all__ = ["estimand_names", "load", "rated_sessions", "result_spec", "save", "trial_config"]
+__all__ = [
+    "estimand_draws",
+    "estimand_names",
+    "estimand_rows",
+    "estimand_variables",
+    "load",
+    "rated_sessions",
+    "result_spec",
+    "row_variable",
+    "save",
+    "trial_config",
+]

@@ -7,6 +7,7 @@ A rule is a value, written in a small grammar over the spec's estimand names::
     atom := "(" rule ")" | "P(" event ")" cmp number
     event := name cmp number ["%"] | "in_rope(" name ")" | name "in" "[" number "," number "]"
     cmp  := "<" | "<=" | ">" | ">="
+    name := word ["[" word+ "]"]   (a condition or contrast: ntx_glu[nalmefene])
 
 ``P(ntx_glu < 0) > 0.95`` holds when more than 95 % of the posterior of ``ntx_glu`` lies
 below 0. ``in_rope(name)`` uses the spec's region of practical equivalence (ROPE) of that
@@ -173,12 +174,15 @@ class Rule:
         """
         errors = []
         for c in self.conditions:
-            est = spec.estimands.get(c.estimand)
-            if est is None:
+            est = spec.estimands.get(c.estimand.partition("[")[0])
+            if est is None or c.estimand not in spec.estimand_rows:
+                per = [r for r in spec.estimand_rows if r.startswith(f"{c.estimand}[")]
                 errors.append(
+                    f"{c.text}: {c.estimand} has one value per pretreatment; name one, e.g. "
+                    f"{per[0]}" if per else
                     f"{c.text}: {c.estimand!r} is not an estimand of spec {spec.name!r} "
-                    f"(estimands: {', '.join(spec.estimands)})"
-                )
+                    f"(estimands: {', '.join(spec.estimand_rows)})"
+                )  # fmt: skip
             elif c.op == "rope" and est.rope is None:
                 errors.append(f"{c.text}: spec {spec.name!r} gives {c.estimand} no rope")
             elif c.percent and est.unit.strip() != "%":
@@ -198,7 +202,7 @@ class Rule:
         """
         out = {}
         for c in self.conditions:
-            rope = spec.estimands[c.estimand].rope if c.op == "rope" else None
+            rope = spec.estimand_of(c.estimand).rope if c.op == "rope" else None
             out[c.text] = c.probability(draws[c.estimand], rope)
         return out
 
@@ -370,6 +374,20 @@ class _Parser:
             parts.append(self._atom())
         return parts[0] if len(parts) == 1 else _Node("and", tuple(parts))
 
+    def _name(self) -> str:
+        """An estimand name, with its condition or contrast in brackets where it has one per
+        pretreatment: ``ntx_glu[nalmefene]``, ``ntx_glu[nalmefene vs naltrexone]``."""
+        name = self._take("word")
+        after = self.tokens[self.i + 1 : self.i + 2]
+        if self._peek() != "[" or not after or after[0][0] != "word":
+            return name
+        self.i += 1
+        words = [self._take("word")]
+        while self._peek() != "]":
+            words.append(self._take("word"))
+        self._take("punct", "]")
+        return f"{name}[{' '.join(words)}]"
+
     def _atom(self) -> Any:
         if self._peek() == "(":
             self.i += 1
@@ -378,11 +396,11 @@ class _Parser:
             return tree
         self._take("word", "P")
         self._take("punct", "(")
-        name = self._take("word")
+        name = self._name()
         op, threshold, percent, interval = "rope", None, False, None
         if name == "in_rope":
             self._take("punct", "(")
-            name = self._take("word")
+            name = self._name()
             self._take("punct", ")")
         elif self._peek() == "in":
             self.i += 1

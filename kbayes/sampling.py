@@ -19,6 +19,7 @@ from typing import Any
 
 import arviz_stats as azs
 import numpy as np
+import pandas as pd
 import pymc as pm
 import xarray as xr
 
@@ -31,7 +32,7 @@ from kbayes.build import (
 )
 from kbayes.data import TrialData
 from kbayes.marginal import draw_integrated, latent_conditional
-from kbayes.spec import ModelSpec, load_spec
+from kbayes.spec import CONDITION, CONTRAST_SUFFIX, ModelSpec, load_spec
 
 SAMPLERS = ("nutpie", "pymc")
 log = logging.getLogger("kbayes")
@@ -289,7 +290,7 @@ def fit(
         ``prior`` and ``prior_predictive``. ``attrs`` record the spec name and
         hash, the seed, the sampler and the versions of kbayes, pymc, arviz and nutpie.
     """
-    spec = load_spec(model).for_design(data.config.design)
+    spec = load_spec(model).for_trial(data.config)
     if priors:
         spec = spec.with_priors(**priors)
     dglx = None
@@ -421,12 +422,29 @@ def add_estimands(idata: xr.DataTree, spec: ModelSpec, data: TrialData) -> None:
         post[name].attrs["label"] = _capitalise(label.format(**names))
         post[name].attrs["unit"] = units[name].format(**names)
     for name, est in spec.estimands.items():
-        post[name] = values[name].assign_attrs(
-            label=_capitalise(est.label.format(**names)),
-            unit=est.unit.format(**names),
-            estimand=1,
+        attrs = {"label": _capitalise(est.label.format(**names)), "unit": est.unit.format(**names)}
+        if name in values:
+            post[name] = values[name].assign_attrs(attrs, estimand=1)
+            continue
+        # one value per pretreatment (a condition dim), and the contrasts between them
+        label = {x: _capitalise(est.label.format(**names | {"active": x})) for x in spec.actives}
+        post[name] = _stacked(values, name, spec.actives, CONDITION).assign_attrs(
+            attrs, estimand=1, labels=json.dumps(label)
+        )
+        pairs = spec.contrasts(name)
+        label = {pair: f"{label[b]}, {'divided by' if ratio else 'minus'} that under {a}"
+                 for pair, b, a, ratio in pairs}  # fmt: skip
+        contrasts = _stacked(values, name, [pair for pair, *_ in pairs], "contrast")
+        post[name + CONTRAST_SUFFIX] = contrasts.assign_attrs(
+            attrs, contrast_of=name, labels=json.dumps(label)
         )
     idata["posterior"] = xr.DataTree(post)
+
+
+def _stacked(values: Mapping[str, xr.DataArray], name: str, coords, dim: str) -> xr.DataArray:
+    """``values[f"{name}[{x}]"]`` for each x of ``coords``, along a new last dim ``dim``."""
+    parts = [values[f"{name}[{x}]"] for x in coords]
+    return xr.concat(parts, dim=pd.Index(list(coords), name=dim)).transpose(..., dim)
 
 
 def result_attrs(spec: ModelSpec, data: TrialData, *, seed: int, sampler: str) -> dict[str, Any]:

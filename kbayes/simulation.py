@@ -39,15 +39,17 @@ from kbayes.build import (
     COVARIATE_PREFIX,
     ModelInputs,
     coded_arrays,
+    condition_coding,
     linear_predictor,
     model_inputs,
     standardised_change,
     term_covariate,
 )
+from kbayes.config import TrialConfig
 from kbayes.data import TABLES, TrialData, infusion_profile
 from kbayes.design import Design, SimulatedTruth, Truth
 from kbayes.replicates import child
-from kbayes.spec import ModelSpec, load_spec
+from kbayes.spec import CONDITION, ModelSpec, condition_value, load_spec
 from kbayes.terms import LEVEL_FACTORS, coefficient_term
 
 #: Spec whose centring constants (``delta_center``, ``delta_scale``, ``baseline_center``)
@@ -88,8 +90,33 @@ def split_items(
 
 
 @functools.cache
-def _simulated_spec() -> ModelSpec:
-    return load_spec(SIMULATED_SPEC)
+def _simulated_spec(conditions: tuple[str, ...] = ("reference", "active")) -> ModelSpec:
+    """The simulated model for a trial of these conditions (several: one effect each)."""
+    return load_spec(SIMULATED_SPEC).for_trial(TrialConfig(conditions=conditions))
+
+
+def crossover_sequences(k: int) -> np.ndarray:
+    """Williams sequences of ``k`` conditions: rows are sequences, columns periods, entries
+    condition indices (0: the reference). Each condition is once in every period and
+    follows every other equally often: ``k`` sequences for an even ``k``, ``2 k`` (a
+    square and its mirror image) for an odd one (Williams 1949, doi:10.1071/CH9490149).
+    With two conditions: AB and BA."""
+    first = [0] + [(j + 1) // 2 if j % 2 else k - j // 2 for j in range(1, k)]
+    square = (np.array(first)[None, :] + np.arange(k)[:, None]) % k
+    return square if k % 2 == 0 else np.vstack([square, square[:, ::-1]])
+
+
+def truth_values(spec: ModelSpec, truth: Truth) -> dict[str, Any]:
+    """``truth.params`` as ``spec``'s model uses them: with several pretreatments, each
+    pretreatment effect as an array over :attr:`~kbayes.spec.ModelSpec.actives` (from a
+    ``{condition: value}`` field, or one number for all)."""
+    params = truth.params
+    effects = [c for c, part in spec.categorical_coefficients.items() if part == CONDITION]
+    return params | {
+        c: np.array([condition_value(params[c], j, x) for j, x in enumerate(spec.actives)])
+        for c in effects
+        if c in params
+    }
 
 
 def _draw(design: Design, truth: Truth, rng: np.random.Generator) -> tuple[list, pd.DataFrame]:
@@ -99,24 +126,33 @@ def _draw(design: Design, truth: Truth, rng: np.random.Generator) -> tuple[list,
 
 def _draw_arrays(design: Design, truth: Truth, rng: np.random.Generator) -> dict[str, Any]:
     """One trial on the full participant x period (x block) grid, with the masks ``seen``
-    (n, 2) and ``block_seen`` (n, 2, blocks) of what was observed; values rounded as the
+    (n, periods) and ``block_seen`` (n, periods, blocks) of what was observed; values rounded as the
     tables store them."""
     d, cfg = design, design.config
-    n, t = d.n, np.asarray(d.block_times)
+    n, t, periods = d.n, np.asarray(d.block_times), cfg.periods
     r_design, r_glu, r_mrs, r_madrs, r_items, r_cov = rng.spawn(6)
-    # design: sex, sequence (0 = reference first) or arm (parallel: period 1 only),
-    # dropout (of period 2), missing blocks
+    # design: sex, sequence (Williams) or arm (parallel: balanced arms, period 1 only),
+    # dropout (after period 1), missing blocks
     female = r_design.permutation(np.arange(n) < int(np.floor(n * d.female_fraction + 0.5)))
     m = np.where(female, -0.5, 0.5)[:, None]
-    seq = r_design.permutation((np.arange(n) + r_design.integers(2)) % 2)
-    c = np.column_stack([seq, 1 - seq]).astype(float)
-    parallel = cfg.design == "parallel"
-    p = np.zeros(2) if parallel else np.array([-0.5, 0.5])
-    seen = np.column_stack([np.ones(n, bool), r_design.random(n) >= d.dropout])
-    seen[:, 1] &= not parallel
-    block_seen = r_design.random((n, 2, t.size)) >= d.block_missing
+    k = len(cfg.conditions)
+    if cfg.design == "parallel":
+        condition = r_design.permutation((np.arange(n) + r_design.integers(k)) % k)[:, None]
+        p = np.zeros(1)
+    else:
+        if periods > k:
+            raise ValueError(f"simulate: a crossover of {k} conditions has at most {k} periods")
+        sequences = crossover_sequences(k)
+        s = len(sequences)
+        which = r_design.permutation((np.arange(n) + r_design.integers(s)) % s)
+        condition = sequences[which, :periods]
+        p = np.arange(1, periods + 1) - (1 + periods) / 2
+    stays = r_design.random(n) >= d.dropout
+    seen = np.column_stack([np.ones(n, bool), *[stays] * (periods - 1)])
+    block_seen = r_design.random((n, periods, t.size)) >= d.block_missing
     # glutamate change and participant effects
-    spec, th = _simulated_spec(), truth.params
+    spec = _simulated_spec(cfg.conditions if k > 2 else ("reference", "active"))
+    th, c = truth_values(spec, truth), condition_coding(spec, condition)
     z = r_glu.standard_normal((2, n))
     u = th["u_sigma"] * z[0]
     v = th["v_sigma"] * (th["uv_rho"] * z[0] + np.sqrt(1 - th["uv_rho"] ** 2) * z[1])
@@ -130,10 +166,12 @@ def _draw_arrays(design: Design, truth: Truth, rng: np.random.Generator) -> dict
         linear_predictor(spec, "glutamate", th, factors)
         + covariate_effects(design, truth, "glutamate", factors)
         + u[:, None]
-        + r_glu.normal(0, th["e_sigma"], (n, 2))
+        + r_glu.normal(0, th["e_sigma"], (n, periods))
     )
     # fMRS blocks
-    level = r_mrs.normal(0, th["a_sigma"], (n, 1)) + r_mrs.normal(0, th["a_session_sigma"], (n, 2))
+    level = r_mrs.normal(0, th["a_sigma"], (n, 1)) + r_mrs.normal(
+        0, th["a_session_sigma"], (n, periods)
+    )
     g = infusion_profile(t, d.shape, cfg.infusion_min)
     mu = th["alpha0"] + level[..., None] + delta[..., None] * g
     crlb = np.exp(r_mrs.normal(np.log(d.crlb_median), d.crlb_sd_log, mu.shape))
@@ -141,10 +179,10 @@ def _draw_arrays(design: Design, truth: Truth, rng: np.random.Generator) -> dict
     y = mu + sd * r_mrs.standard_normal(mu.shape)
     # rating-scale scores
     person = r_madrs.normal(d.baseline_mean, d.baseline_sd, (n, 1))
-    base = np.rint(person + r_madrs.normal(0, d.baseline_session_sd, (n, 2)))
+    base = np.rint(person + r_madrs.normal(0, d.baseline_session_sd, (n, periods)))
     base = base.clip(0, cfg.score_max)
-    nu = th["nu"]
-    tail = r_madrs.standard_t(nu, (n, 2)) if np.isfinite(nu) else r_madrs.normal(size=(n, 2))
+    nu, shape = th["nu"], (n, periods)
+    tail = r_madrs.standard_t(nu, shape) if np.isfinite(nu) else r_madrs.normal(size=shape)
     factors |= {"dtilde": standardised_change(spec, delta),
                 "baseline_c": base - spec.constants["baseline_center"]}  # fmt: skip
     imp = (
@@ -155,11 +193,12 @@ def _draw_arrays(design: Design, truth: Truth, rng: np.random.Generator) -> dict
     )
     day1 = np.rint(base - imp).clip(0, cfg.score_max)
     if d.rating_missing > 0:  # drawn last: a design without missing ratings draws as before
-        day1 = np.where(r_madrs.random((n, 2)) < d.rating_missing, np.nan, day1)
+        day1 = np.where(r_madrs.random(shape) < d.rating_missing, np.nan, day1)
     items = r_items.dirichlet(np.full(cfg.n_items, ITEM_CONCENTRATION), n) if d.items else None
     return {
-        "female": female, "c": c, "seen": seen, "block_seen": block_seen, "delta": delta,
-        "u": u, "v": v, "imp": imp, "base": base, "day1": day1, "glx": y.round(4),
+        "female": female, "c": c, "condition": condition, "seen": seen,
+        "block_seen": block_seen, "delta": delta, "u": u, "v": v, "imp": imp, "base": base,
+        "day1": day1, "glx": y.round(4),
         "crlb": crlb.round(1), "propensity": items, "r_items": r_items, "covariates": covariates,
     }  # fmt: skip
 
@@ -224,7 +263,7 @@ def _tables(design: Design, a: dict[str, Any]) -> tuple[list, pd.DataFrame]:
     cfg, n, t = design.config, design.n, np.asarray(design.block_times)
     ids = participant_ids(n)
     i, s = np.nonzero(a["seen"])
-    condition = np.array(cfg.conditions)[a["c"][i, s].astype(int)]
+    condition = np.array(cfg.conditions)[a["condition"][i, s]]
     participants = pd.DataFrame({"participant": ids, "sex": np.where(a["female"], *cfg.sexes)})
     participants = participants.assign(**a["covariates"])
     sessions = pd.DataFrame(
@@ -305,7 +344,7 @@ def _inputs(spec: ModelSpec, design: Design, a: dict[str, Any]) -> ModelInputs:
         ids=list(participant_ids(design.n)),
         session_participant=i.astype(np.int64),
         period=s + 1,
-        active=a["c"][i, s],
+        condition=a["condition"][i, s],
         male=~a["female"][i],
         madrs_baseline=a["base"][i, s],
         madrs_day1=a["day1"][i, s],
@@ -342,13 +381,15 @@ def simulate_arrays(
     """One trial of :func:`simulate_tables` as arrays on the participant x period (x block)
     grid, for statistics over many trials without tables.
 
-    Keys: ``c`` (n, 2; 1 under the pretreatment), ``seen`` (n, 2; the session exists),
-    ``glx`` and ``block_seen`` (n, 2, blocks; Glx/tNAA and whether the block is in the
-    tables), ``base`` and ``day1`` (n, 2; scores, ``day1`` NaN when not rated), ``female``
-    (n,); and the latent ``delta``, ``u``, ``v``, ``imp``.
+    Keys: ``condition`` (n, periods; the index into ``config.conditions``), ``c`` (its
+    coding: with two conditions 1 under the pretreatment), ``seen`` (n, periods; the
+    session exists), ``glx`` and ``block_seen`` (n, periods, blocks; Glx/tNAA and whether
+    the block is in the tables), ``base`` and ``day1`` (n, periods; scores, ``day1`` NaN
+    when not rated), ``female`` (n,); and the latent ``delta``, ``u``, ``v``, ``imp``.
     """
     a = _fixed_count_draw(design, truth, seed, profile)
-    keys = ("c", "seen", "glx", "block_seen", "base", "day1", "female", "delta", "u", "v", "imp")
+    keys = ("condition", "c", "seen", "glx", "block_seen", "base", "day1", "female", "delta",
+            "u", "v", "imp")  # fmt: skip
     return {k: a[k] for k in keys}
 
 
@@ -362,11 +403,10 @@ def _fixed_count_draw(
     a = _draw_arrays(full, truth, rng)
     cfg, n = design.config, design.n
     groups = list(itertools.pairwise([0, *(looks or (n,))]))  # participants new at each look
-    seen = np.ones((n, 2), bool)
-    for lo, hi in groups:  # the last of each look's new participants lose period 2
+    seen = np.ones((n, cfg.periods), bool)
+    for lo, hi in groups:  # the last of each look's new participants leave after period 1
         gone = round(hi * design.dropout) - round(lo * design.dropout)
-        seen[hi - gone : hi, 1] = False
-    seen[:, 1] &= cfg.design == "crossover"  # a parallel trial: period 1 (its arm) only
+        seen[hi - gone : hi, 1:] = False
     blocks = seen[..., None] & (a["crlb"] <= cfg.crlb_max)
     during = infusion_profile(np.asarray(design.block_times), profile, cfg.infusion_min) > 0
     # one random block per session and phase is kept; of the others, a fixed count goes
@@ -388,7 +428,7 @@ def _fixed_count_draw(
         a = a | {"day1": a["day1"].copy()}
         before = 0
         for lo, hi in groups:
-            sessions = np.flatnonzero(seen[lo:hi]) + 2 * lo
+            sessions = np.flatnonzero(seen[lo:hi]) + cfg.periods * lo
             target = round(int(seen[:hi].sum()) * design.rating_missing)
             np.put(a["day1"], rng.permutation(sessions)[: target - before], np.nan)
             before = target

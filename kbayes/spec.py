@@ -10,7 +10,9 @@ is documented in ``models/README.md``. Every problem in a file is reported in on
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
+import itertools
 import json
 import math
 import tomllib
@@ -24,7 +26,15 @@ import numpy as np
 from pymc_extras.prior import Prior
 
 from kbayes.errors import SpecError
-from kbayes.expressions import check_expr, check_placeholders, evaluate
+from kbayes.expressions import (
+    Estimand,
+    Question,
+    check_expr,
+    evaluate,
+    expression_names,
+    parse_estimands,
+    parse_questions,
+)
 from kbayes.terms import (
     LEVEL_UNITS,
     TERMS,
@@ -97,44 +107,20 @@ TOP_KEYS = {
     "questions": list,
     "design": str,
     "adaptation": str,
+    "conditions": list,
 }
-ESTIMAND_KEYS = {"expr", "label", "unit", "rope", "thresholds"}
 #: Keys of ``[units]``: the TrialConfig names whose units a spec's numbers are in.
 UNIT_KEYS = ("metabolite", "scale")
 PRIOR_META = {"distribution", "dims", "centered", "transform"}
 #: Dims a prior may use (the coords the model builder makes).
 DIMS = ("participant", "session", "mrs_obs", "item", "cutpoint", "item_obs", "uv")
-
-
-@dataclass(frozen=True)
-class Estimand:
-    """A named posterior quantity: ``expr`` over parameters, constants and derived values.
-
-    ``label`` and ``unit`` may hold ``{active}``, ``{reference}``, ``{metabolite}``,
-    ``{scale}`` and ``{drug}``, filled from the trial's :class:`~kbayes.TrialConfig`, and
-    the spec's constants (``{remission_score:g}``).
-    """
-
-    name: str
-    expr: str
-    label: str
-    unit: str
-    rope: tuple[float, float] | None = None
-    thresholds: tuple[float, ...] = ()
-
-
-@dataclass(frozen=True)
-class Question:
-    """One of the trial's questions, answered yes by ``estimand`` being below (``below``) or
-    above ``threshold`` (a spec's ``[[questions]]`` entry, ``yes_if = "< 0"``), with an
-    optional ``note`` said after the answer. ``ask`` and ``note`` may hold the
-    placeholders of :class:`Estimand` labels."""
-
-    ask: str
-    estimand: str
-    below: bool
-    threshold: float
-    note: str = ""
+#: The dim of a pretreatment effect in a trial with several pretreatments (its coords: the
+#: active conditions), and the term part it belongs to.
+CONDITION = "condition"
+#: Suffix of the posterior variable holding an estimand's contrasts between pretreatments
+#: (dim ``contrast``, e.g. ``"nalmefene - naltrexone"``), beside the estimand itself (dim
+#: ``condition``), in a trial with several pretreatments.
+CONTRAST_SUFFIX = "_contrast"
 
 
 @dataclass(frozen=True)
@@ -173,16 +159,22 @@ class ModelSpec:
     dropped: tuple[str, ...] = ()
     #: nutpie's mass-matrix adaptation (``"diag"`` or ``"low_rank"``; :data:`ADAPTATION`).
     adaptation: str = "diag"
+    #: The pretreatments of a trial with more than two conditions (``conditions`` minus the
+    #: reference; :meth:`for_trial`): each has its own effects, a ``condition`` dim over
+    #: them; empty with two conditions.
+    actives: tuple[str, ...] = ()
 
     @property
     def categorical(self) -> dict[str, tuple[str, ...]]:
         """Categorical covariate -> its coded levels (the levels but the reference): the
-        coords of the dim, named as the covariate, of its terms' coefficients."""
-        return {
+        coords of the dim, named as the covariate, of its terms' coefficients. With several
+        pretreatments, ``condition`` too (its coded levels: :attr:`actives`)."""
+        out = {
             name: tuple(level for level in how["levels"] if level != how["reference"])
             for name, how in self.covariates.items()
             if "levels" in how
         }
+        return out | ({CONDITION: self.actives} if self.actives else {})
 
     @property
     def covariate_coefficients(self) -> tuple[str, ...]:
@@ -219,7 +211,7 @@ class ModelSpec:
         ``{level: effect}`` (levels not named: 0) expressed in this spec's coding."""
         out = {}
         for name, covariate in self.categorical_coefficients.items():
-            if name not in params:
+            if name not in params or covariate == CONDITION:
                 continue
             value, how = params[name], self.covariates[covariate]
             if isinstance(value, Mapping):
@@ -278,6 +270,36 @@ class ModelSpec:
             return self
         return parse_spec(self.source | {"design": design}, origin=f"{self.name} ({design})")
 
+    def for_trial(self, config: Any) -> ModelSpec:
+        """This spec for a trial of ``config`` (a :class:`~kbayes.TrialConfig`): for its
+        design (:meth:`for_design`) and, with more than two conditions, with one effect
+        per pretreatment (:attr:`actives`); ``self`` if it is for that trial already."""
+        spec = self.for_design(config.design)
+        actives = tuple(config.conditions[1:]) if len(config.conditions) > 2 else ()
+        if actives == spec.actives:
+            return spec
+        source = {k: v for k, v in spec.source.items() if k != "conditions"}
+        source |= {"conditions": list(config.conditions)} if actives else {}
+        return parse_spec(source, origin=f"{spec.name} ({', '.join(config.conditions)})")
+
+    @functools.cached_property
+    def condition_estimands(self) -> tuple[str, ...]:
+        """Estimands that depend on the pretreatment's effects (with several pretreatments,
+        one value per active condition): those whose expressions use, directly or through
+        derived values and other estimands, a coefficient of a term with a condition part."""
+        uses = {c for c, part in self.categorical_coefficients.items() if part == CONDITION}
+        if not uses:
+            uses = {self.coefficient(lv, t) for lv, ts in self.terms.items() for t in ts
+                    if CONDITION in t.split(":")}  # fmt: skip
+        uses |= set(LEVEL_OUTPUTS["items"][2:]) if "items" in self.levels else set()
+        out = []
+        exprs = [*self.derived.items(), *((k, e.expr) for k, e in self.estimands.items())]
+        for name, expr in exprs:
+            if expression_names(expr) & uses:
+                uses.add(name)
+                out += [name] if name in self.estimands else []
+        return tuple(out)
+
     def with_priors(self, **priors: Prior | Mapping) -> ModelSpec:
         """A new spec (new hash) with these priors replaced or added, e.g.
         ``spec.with_priors(beta_N=Prior("Normal", mu=0, sigma=0.02))``."""
@@ -317,6 +339,58 @@ class ModelSpec:
         share of a total effect of 0, as under a null truth) is NaN or inf, not an error.
         """
         params = {k: np.float64(v) if isinstance(v, float | int) else v for k, v in params.items()}
+        if not self.actives:
+            return self._evaluated(params)
+        effects = [c for c, part in self.categorical_coefficients.items() if part == CONDITION]
+        by_level = {
+            level: self._evaluated(
+                params | {c: condition_value(params[c], j, level) for c in effects if c in params}
+            )
+            for j, level in enumerate(self.actives)
+        }
+        out = {}
+        for name in self.estimands:
+            if name not in self.condition_estimands:
+                out[name] = by_level[self.actives[0]][name]
+                continue
+            for level in self.actives:
+                out[f"{name}[{level}]"] = by_level[level][name]
+            for pair, b, a, ratio in self.contrasts(name):
+                vb, va = by_level[b][name], by_level[a][name]
+                out[f"{name}[{pair}]"] = vb / va if ratio else vb - va
+        return out
+
+    @property
+    def estimand_rows(self) -> tuple[str, ...]:
+        """The names :meth:`estimand_values` gives, in order: each estimand; with several
+        pretreatments, each of :attr:`condition_estimands` per condition and per contrast
+        (``ntx_glu[nalmefene]``, ``ntx_glu[nalmefene vs naltrexone]``)."""
+        out = []
+        for name in self.estimands:
+            if not self.actives or name not in self.condition_estimands:
+                out.append(name)
+                continue
+            out += [f"{name}[{x}]" for x in self.actives]
+            out += [f"{name}[{pair}]" for pair, *_ in self.contrasts(name)]
+        return tuple(out)
+
+    def estimand_of(self, row: str) -> Estimand:
+        """The estimand of one of :attr:`estimand_rows` (``ntx_glu[nalmefene]``: ``ntx_glu``);
+        a KeyError for another name."""
+        if row not in self.estimand_rows:
+            raise KeyError(row)
+        return self.estimands[row.partition("[")[0]]
+
+    def contrasts(self, name: str) -> list[tuple[str, str, str, bool]]:
+        """The contrasts between pretreatments of a :attr:`condition_estimands` entry: per
+        pair of active conditions a before b, ``(pair, b, a, ratio)`` with ``pair`` the
+        label ``"b vs a"``: b's value minus a's, or divided by it for an odds ratio
+        (``ratio``)."""
+        ratio = self.estimands[name].unit == "odds ratio"
+        return [(f"{b} vs {a}", b, a, ratio) for a, b in itertools.combinations(self.actives, 2)]
+
+    def _evaluated(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """Every estimand on ``params`` (one value each; see :meth:`estimand_values`)."""
         scope: dict[str, Any] = {**self.constants, **params, **self.level_values(params)}
         if self.likelihood == "normal":
             scope.setdefault("nu", np.inf)
@@ -337,6 +411,19 @@ def hyperprior_names(priors: Mapping[str, Prior]) -> set[str]:
     """The variables of the priors' hyperpriors (``u_sigma``: the SD of ``u``)."""
     return {f"{name}_{key}" for name, prior in priors.items()
             for key, value in prior.parameters.items() if isinstance(value, Prior)}  # fmt: skip
+
+
+def condition_value(value: Any, j: int, level: str) -> Any:
+    """The ``j``-th pretreatment's (``level``'s) value of a pretreatment coefficient: from
+    the ``condition`` dim (xarray), the last axis (arrays of draws), a ``{level: value}``
+    mapping (:class:`kbayes.Truth`), or a number (the same for every pretreatment)."""
+    if isinstance(value, Mapping):
+        if level not in value:
+            raise ValueError(f"no value for the condition {level!r} in {dict(value)!r}")
+        return np.float64(value[level])
+    if CONDITION in getattr(value, "dims", ()):
+        return value.isel({CONDITION: j}, drop=True)
+    return value[..., j] if np.ndim(value) else value
 
 
 def level_name(coefficient: str, level: str) -> str:
@@ -499,6 +586,8 @@ def parse_spec(source: dict, origin: str = "<dict>") -> ModelSpec:
         errors.append(f"correlated_effects: a {design} trial cannot separate u from v")
     covariates = parse_covariates(source.get("covariates", {}), used, errors)
     categorical = {name for name, how in covariates.items() if "levels" in how}
+    actives = _actives(source.get("conditions"), levels, errors)
+    categorical |= {CONDITION} if actives else set()
     dims_allowed = (*DIMS, *sorted(categorical))
     coefficient_dims = {}  # a categorical term's coefficient has the dim of its levels
     for level, ts in terms.items():
@@ -594,42 +683,15 @@ def parse_spec(source: dict, origin: str = "<dict>") -> ModelSpec:
     if "improvement" in levels and source.get("likelihood", "student_t") == "normal":
         known.add("nu")  # inf: a normal likelihood is the Student-t's limit
     known |= {level_name(name, level) for name, dims in coefficient_dims.items()
-              for level in covariates[dims[0]].get("levels", ())
+              if dims[0] in covariates for level in covariates[dims[0]].get("levels", ())
               if level != covariates[dims[0]]["reference"]}  # fmt: skip
     derived = {}
     for key, expr in source.get("derived", {}).items():
         errors += check_expr(f"derived.{key}", expr, known)
         derived[key] = expr
         known.add(key)
-    estimands = {}
-    for key, table in source.get("estimands", {}).items():
-        where = f"estimands.{key}"
-        if not isinstance(table, dict):
-            errors.append(f"{where}: expected a table")
-            continue
-        errors += [
-            f"{where}.{k}: unknown key (allowed: {', '.join(sorted(ESTIMAND_KEYS))})"
-            for k in table
-            if k not in ESTIMAND_KEYS
-        ]
-        errors += [f"{where}.{k}: missing" for k in ("label", "unit") if k not in table]
-        errors += [e for k in ("label", "unit") for e in
-                   check_placeholders(f"{where}.{k}", table.get(k, ""), constants)]  # fmt: skip
-        expr = table.get("expr", key)
-        errors += check_expr(f"{where}.expr", expr, known)
-        rope = table.get("rope")
-        if rope is not None and (len(rope) != 2 or rope[0] >= rope[1]):
-            errors.append(f"{where}.rope: expected [low, high] with low < high")
-        estimands[key] = Estimand(
-            name=key,
-            expr=expr,
-            label=str(table.get("label", key)),
-            unit=str(table.get("unit", "")),
-            rope=tuple(rope) if rope else None,
-            thresholds=tuple(float(t) for t in table.get("thresholds", ())),
-        )
-        known.add(key)
-    questions = _questions(source.get("questions", []), estimands, constants, errors)
+    estimands = parse_estimands(source.get("estimands", {}), known, constants, errors)
+    questions = parse_questions(source.get("questions", []), estimands, constants, errors)
     if errors:
         raise SpecError(f"spec {origin}:\n  " + "\n  ".join(errors))
     return ModelSpec(
@@ -658,37 +720,24 @@ def parse_spec(source: dict, origin: str = "<dict>") -> ModelSpec:
         design=design,
         dropped=tuple(dropped),
         adaptation=adaptation,
+        actives=actives,
     )
 
 
-def _questions(
-    entries: list, estimands: dict, constants: dict, errors: list[str]
-) -> tuple[Question, ...]:
-    """The ``[[questions]]`` entries, each ``ask``, ``estimand`` and ``yes_if = "< t"`` or
-    ``"> t"``; problems appended to ``errors``."""
-    questions = []
-    for i, entry in enumerate(entries):
-        where = f"questions[{i}]"
-        keys = set(entry) if isinstance(entry, dict) else set()
-        if not {"ask", "estimand", "yes_if"} <= keys <= {"ask", "estimand", "yes_if", "note"}:
-            errors.append(f"{where}: expected a table with ask, estimand, yes_if (and a note)")
-            continue
-        if entry["estimand"] not in estimands:
-            errors.append(f"{where}.estimand: {entry['estimand']!r} is not an estimand")
-        op, _, number = str(entry["yes_if"]).strip().partition(" ")
-        try:
-            threshold = float(number)
-        except ValueError:
-            threshold = math.nan
-        if op not in ("<", ">") or not math.isfinite(threshold):
-            errors.append(f"{where}.yes_if: expected '< number' or '> number', got "
-                          f"{entry['yes_if']!r}")  # fmt: skip
-            continue
-        for key in ("ask", "note"):
-            errors += check_placeholders(f"{where}.{key}", entry.get(key, ""), constants)
-        questions.append(Question(str(entry["ask"]), entry["estimand"], op == "<", threshold,
-                                  str(entry.get("note", ""))))  # fmt: skip
-    return tuple(questions)
+def _actives(conditions: Any, levels: tuple[str, ...], errors: list[str]) -> tuple[str, ...]:
+    """The pretreatments of a ``conditions`` list (the reference first) of more than two
+    names, else ``()``; problems appended to ``errors``."""
+    if conditions is None:
+        return ()
+    ok = (isinstance(conditions, list) and len(conditions) >= 2
+          and all(isinstance(c, str) and c for c in conditions)
+          and len(set(conditions)) == len(conditions))  # fmt: skip
+    if not ok:
+        errors.append(f"conditions: expected two or more distinct names, got {conditions!r}")
+        return ()
+    if len(conditions) > 2 and "items" in levels:
+        errors.append("conditions: the items level models two conditions (reference, active)")
+    return tuple(conditions[1:]) if len(conditions) > 2 else ()
 
 
 _PARSED: dict[str, ModelSpec] = {}

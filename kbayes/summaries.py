@@ -15,7 +15,7 @@ import pandas as pd
 import xarray as xr
 
 from kbayes.config import TrialConfig
-from kbayes.results import estimand_names, result_spec, trial_config
+from kbayes.results import estimand_draws, estimand_names, result_spec, trial_config
 from kbayes.spec import level_name
 
 _UNITLESS = {"", "proportion", "probability", "odds ratio"}
@@ -85,26 +85,31 @@ def estimands(
     """
     post = idata.posterior.to_dataset()
     spec = result_spec(idata) if "spec" in idata.attrs else None
-    names = var_names or estimand_names(idata)
-    if not names:
+    if not (var_names or estimand_names(idata)):
         raise ValueError(
             "the posterior has no estimands (variables with attrs estimand=1); fit with "
             "kb.fit or pass var_names"
         )
+    ds = estimand_draws(post, var_names or estimand_names(idata))
+    names = [str(n) for n in ds.data_vars]
     for name in names:
-        if name not in post:
-            raise ValueError(f"{name!r} is not a posterior variable")
-        if set(post[name].dims) != {"chain", "draw"}:
-            extra = sorted(set(post[name].dims) - {"chain", "draw"})
+        if set(ds[name].dims) != {"chain", "draw"}:
+            extra = sorted(set(ds[name].dims) - {"chain", "draw"})
             raise ValueError(f"{name!r} has dims {extra} besides chain and draw; not scalar")
     if ci_prob is None:
         if spec is None:
             raise ValueError("the result stores no spec, so pass ci_prob (e.g. ci_prob=0.95)")
         ci_prob = spec.ci_prob
-    est = {n: spec.estimands.get(n) if spec else None for n in names}
-    ropes = {n: e.rope for n, e in est.items() if e and e.rope} | dict(rope or {})
-    cuts = {n: e.thresholds if e else () for n, e in est.items()} | dict(thresholds or {})
-    ds = post[names]
+    ropes, cuts = {}, {}
+    for name in names:  # a contrast between pretreatments: against no difference
+        est = spec.estimands.get(ds[name].attrs["estimand"]) if spec else None
+        if est and est.rope:
+            ropes[name] = est.rope
+        cuts[name] = est.thresholds if est else ()
+        if est and " vs " in name:
+            cuts[name] = (1.0,) if est.unit == "odds ratio" else (0.0,)
+    ropes |= dict(rope or {})
+    cuts |= dict(thresholds or {})
     hdi = az.hdi(ds, prob=ci_prob)
     diag = {
         "ess_bulk": az.ess(ds, method="bulk"),
@@ -203,23 +208,26 @@ def answers(idata: xr.DataTree, *, ci_prob: float | None = None) -> pd.DataFrame
     spec = result_spec(idata)
     names = spec.constants | TrialConfig(**trial_config(idata)).label_names
     asked = list(dict.fromkeys(q.estimand for q in spec.questions))  # only these summarised
+    post = idata.posterior.to_dataset()
     table = estimands(idata, ci_prob=ci_prob, var_names=asked) if asked else None
     rows = []
-    for q in spec.questions:
-        draws = idata.posterior[q.estimand].to_numpy().ravel()
-        p_yes = float((draws < q.threshold).mean() if q.below else (draws > q.threshold).mean())
-        answer = next(words for low, words in ANSWER_WORDS if round(p_yes, 2) >= low)
-        question = q.ask.format(**names)
-        side = f"P({'<' if q.below else '>'} {q.threshold:g}) {_prob(p_yes)}"
-        numbers = _sentence(table.loc[q.estimand], table.attrs["ci_prob"], ())  # one P only
-        text = f"{question} {answer} ({side}). {numbers}"
-        in_rope = table.loc[q.estimand, "in_rope_pct"]
-        if in_rope >= 50:
-            text += " With half or more of it in the ROPE, the effect may be too small to matter."
-        if q.note:
-            text += f" {q.note.format(**names)}"
-        rows.append({"question": question, "estimand": q.estimand, "p_yes": p_yes,
-                     "answer": answer, "text": text})  # fmt: skip
+    for q in spec.questions:  # several pretreatments: the question asked of each
+        for name, da in estimand_draws(post, [q.estimand], contrasts=False).items():
+            draws = da.to_numpy().ravel()
+            p_yes = float((draws < q.threshold).mean() if q.below else (draws > q.threshold).mean())
+            answer = next(words for low, words in ANSWER_WORDS if round(p_yes, 2) >= low)
+            level = str(name).partition("[")[2].removesuffix("]")
+            question = q.ask.format(**names | ({"active": level} if level else {}))
+            side = f"P({'<' if q.below else '>'} {q.threshold:g}) {_prob(p_yes)}"
+            numbers = _sentence(table.loc[name], table.attrs["ci_prob"], ())  # one P only
+            text = f"{question} {answer} ({side}). {numbers}"
+            if table.loc[name, "in_rope_pct"] >= 50:
+                text += " With half or more of it in the ROPE, the effect may be too small"
+                text += " to matter."
+            if q.note:
+                text += f" {q.note.format(**names | ({'active': level} if level else {}))}"
+            rows.append({"question": question, "estimand": str(name), "p_yes": p_yes,
+                         "answer": answer, "text": text})  # fmt: skip
     return pd.DataFrame(rows, columns=["question", "estimand", "p_yes", "answer", "text"])
 
 

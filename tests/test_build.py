@@ -491,7 +491,7 @@ def test_a_spec_for_another_design_is_refused_by_name(make_tables):
     """Model inputs of a parallel trial need the spec for that design: the crossover spec
     is a SpecError saying how to get it, and the parallel spec has one delta slot."""
     data = kb.TrialData(**make_tables(periods=1), config=kb.TrialConfig(design="parallel"))
-    with pytest.raises(kb.SpecError, match=r"spec.for_design\('parallel'\)"):
+    with pytest.raises(kb.SpecError, match=r"parallel one of 2 .*spec.for_trial\(config\)"):
         model_inputs(_load("joint"), data)
     inputs = model_inputs(_load("joint").for_design("parallel"), data)
     assert inputs.coords["period"] == ["1"] and (inputs.data["p"] == 0).all()

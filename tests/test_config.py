@@ -27,3 +27,14 @@ def test_a_crossover_has_two_periods_and_a_parallel_trial_one():
 def test_bad_designs_are_refused(fields, message):
     with pytest.raises(ValueError, match=message):
         TrialConfig(**fields)
+
+
+def test_several_pretreatments_are_configuration():
+    """Conditions: the reference first, then one or more pretreatments (a crossover has one
+    period per condition by default); fewer than two or repeated names are refused."""
+    three = TrialConfig(conditions=["placebo", "naltrexone", "nalmefene"])
+    assert three.conditions == ("placebo", "naltrexone", "nalmefene") and three.periods == 3
+    assert three.actives == ("naltrexone", "nalmefene") and TrialConfig().active == "naltrexone"
+    for bad in (("placebo",), ("placebo", "placebo"), ("placebo", "")):
+        with pytest.raises(ValueError, match="two or more distinct names"):
+            TrialConfig(conditions=bad)

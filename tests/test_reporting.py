@@ -256,3 +256,21 @@ def test_a_parallel_trial_report_says_what_its_design_left_out(tmp_path):
     text = html.unescape(report(dt, tmp_path / "parallel.html").read_text())
     assert "Fitted for a parallel trial: one session per participant cannot separate" in text
     assert "left out: beta_P, a_session, e." in text
+
+
+def test_a_three_condition_report_answers_each_pretreatment(tmp_path):
+    """A trial of two pretreatments against placebo: the title names both, each question is
+    answered per pretreatment (with its name), the contrast between them is in the table,
+    and the per-condition plots draw a line per condition."""
+    three = kb.TrialConfig(conditions=("placebo", "naltrexone", "nalmefene"))
+    sim = kb.simulate(kb.Design(n=18, config=three), kb.Truth(), seed=4)
+    dt = kb.fit(sim, "joint", seed=1, draws=100, tune=100, chains=2, progress=False)
+    text = html.unescape(report(dt, tmp_path / "three.html").read_text())
+    assert "Naltrexone and nalmefene vs placebo before ketamine" in text
+    for active in ("naltrexone", "nalmefene"):
+        assert f"Did {active} reduce the day-1 improvement after ketamine?" in text
+    assert "ntx_imp_total[nalmefene vs naltrexone]" in text
+    asked = kb.answers(dt)
+    assert list(asked["estimand"][:2]) == ["ntx_glu[naltrexone]", "ntx_glu[nalmefene]"]
+    lines = kb.plots.plot_improvement(dt).axes[0].get_lines()
+    assert len([ln for ln in lines if ln.get_label().endswith(": model")]) == 3

@@ -103,3 +103,22 @@ def test_as_rule_from_plain_data():
     assert isinstance(both, GoNoGo)
     with pytest.raises(ValueError, match="unknown keys"):
         as_rule({"go": "P(x < 0) > 0.9", "stop": "P(x < 0) < 0.2"})
+
+
+def test_a_rule_names_a_pretreatment_of_several():
+    """With several pretreatments a rule names the condition or contrast in brackets, as
+    the estimand table does; the bare name is refused with an example."""
+    spec = kb.load_spec("joint").for_trial(
+        kb.TrialConfig(conditions=("placebo", "naltrexone", "nalmefene"))
+    )
+    one, pair = "ntx_glu[nalmefene]", "ntx_glu[nalmefene vs naltrexone]"
+    rule = Rule(f"P({one} < 0) > 0.9 & P(in_rope({pair})) > 0.5")
+    assert rule.estimands == (one, pair)
+    rule.check(spec)
+    assert rule({one: np.full(100, -0.01), pair: np.zeros(100)}, spec)
+    with pytest.raises(
+        kb.SpecError, match=r"per pretreatment; name one, e.g. ntx_glu\[naltrexone\]"
+    ):
+        Rule("P(ntx_glu < 0) > 0.9").check(spec)
+    with pytest.raises(kb.SpecError, match="not an estimand"):
+        Rule("P(ntx_glu[nope] < 0) > 0.9").check(spec)

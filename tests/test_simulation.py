@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+from collections import Counter
 
 import numpy as np
 import pandas as pd
@@ -17,6 +18,7 @@ from kbayes.simulation import (
     EXAMPLE_DESIGN,
     EXAMPLE_SEED,
     SIMULATED_SPEC,
+    crossover_sequences,
     load_example,
     simulate,
     simulate_inputs,
@@ -403,3 +405,39 @@ def test_looks_nest_and_fix_their_counts():
     assert len(shapes) <= 2  # only the CRLB exclusion of blocks may change a shape
     with pytest.raises(ValueError, match="looks must increase"):
         simulate_looks(spec, design, TRUTH, np.random.SeedSequence(1), (20, 10, 30))
+
+
+def test_williams_sequences_balance_periods_and_carry_over():
+    """Williams sequences: each condition once per sequence and once per period (a Latin
+    square), and each ordered pair of conditions adjacent equally often; k sequences for an
+    even k, 2k for an odd one; AB/BA for two conditions."""
+    assert crossover_sequences(2).tolist() == [[0, 1], [1, 0]]
+    for k in (3, 4, 5):
+        seq = crossover_sequences(k)
+        assert len(seq) == (k if k % 2 == 0 else 2 * k)
+        assert all(sorted(row) == list(range(k)) for row in seq)
+        for period in seq.T:
+            assert np.bincount(period, minlength=k).min() == len(seq) // k
+        pairs = Counter((a, b) for row in seq for a, b in itertools.pairwise(row))
+        assert len(pairs) == k * (k - 1) and len(set(pairs.values())) == 1, k
+
+
+def test_a_three_condition_crossover_is_simulated_with_each_condition_once():
+    """Three conditions: three periods by default, each participant under each condition
+    once (dropouts: period 1 only), sequences balanced over the periods, and each
+    pretreatment's own effect in the glutamate change (the latent table's means per
+    condition differ by the truth's effects, within Monte-Carlo error)."""
+    config = kb.TrialConfig(conditions=("placebo", "naltrexone", "nalmefene"))
+    truth = kb.Truth(beta_N={"naltrexone": -0.04, "nalmefene": 0.02}, beta_NM=0.0)
+    sim = kb.simulate(kb.Design(n=300, dropout=0.0, config=config), truth, seed=4)
+    s = sim.sessions
+    assert config.periods == 3 and sorted(s["period"].unique()) == [1, 2, 3]
+    assert (s.groupby("participant")["condition"].nunique() == 3).all()
+    counts = s.groupby(["period", "condition"]).size()
+    assert counts.max() - counts.min() <= 6  # 300 participants over 6 sequences
+    latent = sim.truth.latent.groupby("condition")["delta"].mean()
+    se = 0.03 / np.sqrt(300)
+    assert abs(latent["naltrexone"] - latent["placebo"] + 0.04) < 4 * se
+    assert abs(latent["nalmefene"] - latent["placebo"] - 0.02) < 4 * se
+    true = sim.truth.estimands("glutamate")
+    assert true["ntx_glu[nalmefene vs naltrexone]"] == pytest.approx(0.06)

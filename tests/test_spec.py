@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 import kbayes as kb
+from kbayes.simulation import truth_values
 from kbayes.spec import MODELS_DIR, parse_spec
 
 BUILTIN = ["glutamate", "improvement", "joint", "madrs_items", "two_stage"]
@@ -632,3 +633,37 @@ def test_a_parallel_design_leaves_out_what_one_session_cannot_separate():
     assert parse_spec(both).adaptation == "diag"
     with pytest.raises(kb.SpecError, match="adaptation: expected 'diag' or 'low_rank'"):
         parse_spec(builtin_source("joint") | {"adaptation": "dense"})
+
+
+def test_a_spec_for_three_conditions_has_one_effect_per_pretreatment():
+    """for_trial with three conditions: the pretreatment coefficients get a condition dim,
+    the estimands that use them give a value per condition and per contrast (an odds
+    ratio's contrast a ratio), the others one value; two conditions leave the spec as it is."""
+    joint = kb.load_spec("joint")
+    assert joint.for_trial(kb.TrialConfig()) is joint
+    three = joint.for_trial(kb.TrialConfig(conditions=("placebo", "naltrexone", "nalmefene")))
+    assert three.actives == ("naltrexone", "nalmefene") and three.hash != joint.hash
+    assert three.priors["gamma_DN"].dims == ("condition",)
+    assert three.priors["gamma_D"].dims is None
+    assert "slope_placebo" not in three.condition_estimands
+    assert {"ntx_glu", "response_or", "attenuation_pct"} <= set(three.condition_estimands)
+    truth = kb.Truth(gamma_N={"naltrexone": -4.0, "nalmefene": -1.0})
+    values = three.estimand_values(truth.params)
+    assert list(values) == list(three.estimand_rows)
+    one = joint.estimand_values(truth.updated({"gamma_N": -1.0}).params)
+    assert values["ntx_imp_total[nalmefene]"] == pytest.approx(one["ntx_imp_total"])
+    assert values["slope_placebo"] == pytest.approx(one["slope_placebo"])
+    total, odds = (
+        {x: values[f"{name}[{x}]"] for x in ("naltrexone", "nalmefene", "nalmefene vs naltrexone")}
+        for name in ("ntx_imp_total", "response_or")
+    )
+    assert total["nalmefene vs naltrexone"] == pytest.approx(
+        total["nalmefene"] - total["naltrexone"]
+    )
+    assert odds["nalmefene vs naltrexone"] == pytest.approx(odds["nalmefene"] / odds["naltrexone"])
+    draws = {k: np.broadcast_to(v, (2, 3, *np.shape(v)))  # (chain, draw[, condition])
+             for k, v in truth_values(three, truth).items() if not isinstance(v, dict)}  # fmt: skip
+    from_draws = three.estimand_values(draws)["ntx_imp_total[nalmefene]"]
+    assert from_draws.shape == (2, 3) and np.allclose(from_draws, one["ntx_imp_total"])
+    with pytest.raises(kb.SpecError, match="items level models two conditions"):
+        kb.load_spec("madrs_items").for_trial(kb.TrialConfig(conditions=("a", "b", "c")))

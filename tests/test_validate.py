@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import kbayes as kb
 from kbayes import DataError, TrialConfig, TrialData
 from kbayes.validate import EXCLUSION_COLUMNS, NOT_RATED, validate_tables
 
@@ -586,3 +587,22 @@ def test_a_parallel_trial_has_one_session_per_participant(make_tables):
     twice["sessions"] = pd.concat([twice["sessions"], twice["sessions"].iloc[[0]]])
     with pytest.raises(DataError, match=r"one session per participant \(TrialConfig\(design="):
         TrialData(**twice, config=config)
+
+
+def test_a_three_condition_trial_names_a_condition_or_period_outside_it():
+    """A three-condition crossover validates with its config; a condition not in it and a
+    fourth period are DataErrors naming table, column and rows."""
+    three = TrialConfig(conditions=("placebo", "naltrexone", "nalmefene"))
+    sim = kb.simulate(kb.Design(n=6, dropout=0.0, config=three), seed=1)
+    tables = {"participants": sim.participants, "sessions": sim.sessions, "mrs": sim.mrs}
+    validate_tables(**tables, config=three)
+    with pytest.raises(DataError, match=r"expected one of 'placebo', 'naltrexone'"):
+        validate_tables(**tables, config=TrialConfig())
+    bad = tables | {"sessions": sim.sessions.assign(condition=lambda s: s["condition"].where(
+        s.index != 4, "naloxone"))}  # fmt: skip
+    with pytest.raises(DataError, match=r"table 'sessions', column 'condition'.*naloxone"):
+        validate_tables(**bad, config=three)
+    late = tables | {"sessions": sim.sessions.assign(period=lambda s: s["period"].where(
+        s.index != 2, 4))}  # fmt: skip
+    with pytest.raises(DataError, match=r"table 'sessions', column 'period'.*1-3"):
+        validate_tables(**late, config=three)
