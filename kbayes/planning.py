@@ -208,9 +208,9 @@ def design_grid(design: Design, n: Iterable[int] | None = None, grid: Mapping | 
     bad = sorted((set(axes) - fields - config_fields) | (set(axes) & fields & config_fields))
     if bad:
         raise ValueError(
-            f"grid: {bad} are not names of exactly one of the Design fields "
-            f"({', '.join(sorted(fields - config_fields))}) and the TrialConfig fields "
-            f"({', '.join(sorted(config_fields - fields))})"
+            f"grid: {bad} are not Design fields ({', '.join(sorted(fields - config_fields))}) "
+            f"or TrialConfig fields ({', '.join(sorted(config_fields - fields))}); a grid "
+            f"name must be one of them, not both"
         )
     points = [{}]
     for name, values in axes.items():
@@ -470,7 +470,9 @@ def summarise(reps: pd.DataFrame, keys: list, rule: Rule, target: str) -> pd.Dat
 
 
 def plot_power(table: pd.DataFrame, x: str = "n", ax: Any = None, label: str | None = None):
-    """Power against ``x`` with +-2 Monte-Carlo SE bands, one line per other grid setting.
+    """Power against ``x`` with +-2 Monte-Carlo SE bands, one line per other grid setting
+    (e.g. one per trial design, ``design=crossover`` and ``design=parallel``, of a grid
+    over ``design``).
 
     A point whose rates rest on fewer than :data:`USABLE_MIN` of its replicates is ringed
     in red and labelled with its usable count.
@@ -521,7 +523,7 @@ class Study:
     truth : Truth or PriorTruth
     rule : Rule
     grid : dict
-        The ``[grid]`` table (``n`` included).
+        The ``[grid]`` table (``n`` included): Design or TrialConfig fields to vary.
     options : dict
         The top-level keys given (``replicates``, ``seed``, ``model``, ``engine``, ...).
     store : str or None
@@ -586,7 +588,12 @@ def read_study(path: str | Path, *, config: TrialConfig | None = None) -> Study:
         config = from_table(TrialConfig, conf["config"], f"{path} [config]")
     if config is not None:
         design = dataclasses.replace(design, config=config)
-    return Study(design, truth, as_rule(conf["rule"]), dict(conf.get("grid", {})),
+    grid = dict(conf.get("grid", {}))
+    try:  # names (Design or TrialConfig fields) and values checked before any work
+        design_grid(design, grid.get("n"), {k: v for k, v in grid.items() if k != "n"})
+    except ValueError as exc:
+        raise ConfigError(f"{path} [grid]: {str(exc).removeprefix('grid: ')}") from None
+    return Study(design, truth, as_rule(conf["rule"]), grid,
                  {k: conf[k] for k in _STUDY_OPTIONS if k in conf}, conf.get("store"),
                  {k: conf[k] for k in _STUDY_TABLES if k in conf})  # fmt: skip
 
@@ -613,8 +620,9 @@ def run_file(
         # optional: target, store, draws, tune, chains
         [design]                   # fixed Design fields
         dropout = 0.05
-        [grid]                     # Design fields to vary (lists)
+        [grid]                     # Design or TrialConfig fields to vary (lists)
         n = [20, 30, 40]
+        design = ["crossover", "parallel"]
         [truth]                    # Truth fields; [truth.prior.<field>]: a Prior table
         gamma_N = -2.6
         [rule]
