@@ -192,6 +192,12 @@ def read_replicates(store: str | Path) -> pd.DataFrame:
 def design_grid(design: Design, n: Iterable[int] | None = None, grid: Mapping | None = None):
     """Design points: the cartesian product of ``n`` and ``grid``'s lists over ``design``.
 
+    A grid key names a :class:`Design` field or a :class:`~kbayes.config.TrialConfig` field
+    (``design``, ``periods``, ``crlb_max``, ...): the point's Design then has
+    ``config=dataclasses.replace(design.config, **those)`` (varying ``design`` or
+    ``conditions`` alone, a default ``periods`` follows: one per condition for a
+    crossover, 1 for parallel groups).
+
     Returns a list of (varied fields, Design) pairs, ``n`` first, in grid order.
     """
     axes = {
@@ -199,17 +205,36 @@ def design_grid(design: Design, n: Iterable[int] | None = None, grid: Mapping | 
         **{k: list(v) for k, v in (grid or {}).items()},
     }
     fields = {f.name for f in dataclasses.fields(Design)}
-    unknown = sorted(set(axes) - fields)
-    if unknown:
-        raise ValueError(f"grid: {unknown} are not Design fields ({', '.join(sorted(fields))})")
+    config_fields = {f.name for f in dataclasses.fields(TrialConfig)}
+    bad = sorted((set(axes) - fields - config_fields) | (set(axes) & fields & config_fields))
+    if bad:
+        raise ValueError(
+            f"grid: {bad} are not Design fields ({', '.join(sorted(fields - config_fields))}) "
+            f"or TrialConfig fields ({', '.join(sorted(config_fields - fields))}); a grid "
+            f"name must be one of them, not both"
+        )
     points = [{}]
     for name, values in axes.items():
         points = [p | {name: v} for p in points for v in values]
     out = []
     for p in points:
         p = {k: tuple(v) if isinstance(v, list) else v for k, v in p.items()}
-        out.append((p, dataclasses.replace(design, **p)))
+        d = dataclasses.replace(design, **{k: v for k, v in p.items() if k in fields})
+        config = {k: v for k, v in p.items() if k in config_fields}
+        if config:
+            d = dataclasses.replace(d, config=_config_point(d.config, config))
+        out.append((p, d))
     return out
+
+
+def _config_point(config: TrialConfig, changes: dict) -> TrialConfig:
+    """``config`` with a grid point's TrialConfig fields; a ``periods`` that was the
+    default of ``config``'s design and conditions follows a changed design or conditions."""
+    default = TrialConfig(design=config.design, conditions=config.conditions).periods
+    follows = {"design", "conditions"} & set(changes) and "periods" not in changes
+    if follows and config.periods == default:
+        changes = changes | {"periods": None}
+    return dataclasses.replace(config, **changes)
 
 
 def power(
@@ -246,7 +271,10 @@ def power(
     n : list of int, optional
         Total participants per point (default: ``design.n``).
     grid : dict of str to list, optional
-        Other Design fields to vary, e.g. ``{"female_fraction": [0.3, 0.5]}``.
+        Other Design fields to vary, e.g. ``{"female_fraction": [0.3, 0.5]}``, or fields of
+        the trial configuration (``design.config``), e.g. ``{"design": ["crossover",
+        "parallel"]}`` or ``{"crlb_max": [15, 20]}`` (:func:`design_grid`); each point is
+        fitted with the spec for its trial (``spec.for_trial``).
     replicates : int, default 200
         Simulated trials per design point.
     seed : int, default 0
@@ -284,10 +312,11 @@ def power(
         also ``p_nogo``, ``p_inconclusive`` and their SEs; for ``target`` the mean true
         value, ``mean_estimate`` (posterior means), ``bias``, ``rmse``, ``ci_width`` and
         ``coverage`` of the spec's ``ci_prob`` equal-tailed interval. ``attrs`` hold the
-        rule, spec, engine and every replicate's record with its design point's varied
-        fields (``pd.DataFrame(table.attrs["replicates"])``).
+        rule, spec, engine, ``specs`` (point key -> the trial design and hash of the spec
+        its replicates were fitted with) and every replicate's record with its design
+        point's varied fields (``pd.DataFrame(table.attrs["replicates"])``).
     """
-    spec, rule, target, keys, rows = run_points(
+    spec, rule, target, specs, keys, rows = run_points(
         design, truth, as_rule(rule), n=n, grid=grid, replicates=replicates, seed=seed,
         model=model, store=store, client=client, workers=workers, engine=engine,
         target=target, draws=draws, tune=tune, chains=chains, progress=progress,
@@ -297,6 +326,7 @@ def power(
         log.warning(message)
     # records, not a DataFrame: pandas compares attrs when tables are concatenated or merged
     table.attrs = {"rule": rule.text, "spec": spec.name, "engine": engine, "target": target,
+                   "specs": {k: {"design": s.design, "hash": s.hash} for k, s in specs.items()},
                    "replicates": rows}  # fmt: skip
     return table
 
@@ -338,16 +368,26 @@ def run_points(
     """Simulate and fit ``replicates`` trials at each design point (the work of
     :func:`power` and :func:`kbayes.sequential`; arguments as there).
 
-    Returns the spec (for the design), the rule, the target estimand, the (varied fields,
-    point key) of each point and every replicate's record with its point's varied fields.
+    Each point is fitted with the spec for its own trial (``spec.for_trial`` of the point's
+    ``config``: a grid may vary its design or conditions), and the rule and target are checked
+    against each before any work.
+
+    Returns the spec (for ``design``), the rule, the target estimand, each point's spec
+    (point key -> ModelSpec), the (varied fields, point key) of each point and every
+    replicate's record with its point's varied fields.
     """
-    spec = load_spec(model).for_trial(design.config)
-    rule.check(spec)
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}, not {engine!r}")
+    base = load_spec(model)
+    points = design_grid(design, n, grid)
+    specs_of = {_trial(d): base.for_trial(d.config) for d in (design, *(d for _, d in points))}
     target = target or rule.estimands[0]
-    if target not in spec.estimand_rows:
-        raise ValueError(f"target {target!r} is not an estimand of {spec.name!r}")
+    for spec in specs_of.values():
+        rule.check(spec)
+        if target not in spec.estimand_rows:
+            where = f"{spec.name!r} ({spec.design})"
+            raise ValueError(f"target {target!r} is not an estimand of {where}")
+    spec = specs_of[_trial(design)]
     prior = design_prior(truth)
     reference = getattr(prior, "truth", None) or getattr(prior, "base", Truth())
     if engine == "laplace":
@@ -355,28 +395,35 @@ def run_points(
     else:
         given = {"draws": draws, "tune": tune, "chains": chains}
         settings = NUTS_DEFAULTS | {k: v for k, v in given.items() if v}
-    keys, jobs = [], []
+    keys, jobs, specs = [], [], {}
     folder = Path(store) if store else None
-    for fields, d in design_grid(design, n, grid):
+    for fields, d in points:
         sizes = look_sizes(d.n, looks) if looks else ()
-        data = {"spec": spec.hash, "design": dataclasses.asdict(d), "truth": prior.key}
+        point_spec = specs_of[_trial(d)]
+        data = {"spec": point_spec.hash, "design": dataclasses.asdict(d), "truth": prior.key}
         data |= {"looks": sizes} if sizes else {}  # one analysis: the keys of before looks
         key = digest(data)  # seeds: the same simulated trials for every engine and rule
         about = data | {"seed": seed, "engine": engine, "settings": settings, "rule": rule.text}
         rkey = f"{engine}-{key[:8]}-{digest(about)[:8]}"
         keys.append((fields, rkey))
+        specs[rkey] = point_spec
         if folder:
             write_record(folder / rkey / "point.json", about | {"fields": fields})
         for r in range(replicates):
             ss = np.random.SeedSequence(seed, spawn_key=(int(key[:8], 16), r))
-            task = Task(spec.source, rkey, r, d, prior.draw(child(ss, 0)), reference, ss,
+            task = Task(point_spec.source, rkey, r, d, prior.draw(child(ss, 0)), reference, ss,
                         engine, settings, target, sizes)  # fmt: skip
             jobs.append((folder / rkey / f"r{r:06d}.json" if folder else None, task))
     records = run_jobs(jobs, run_replicate, rule, client=client, workers=workers,
                        progress=progress, label="replicates")  # fmt: skip
     fields_of = [fields for fields, _ in keys for _ in range(replicates)]
     rows = [fields | record for fields, record in zip(fields_of, records, strict=True)]
-    return spec, rule, target, keys, rows
+    return spec, rule, target, specs, keys, rows
+
+
+def _trial(design: Design) -> tuple:
+    """What decides a design point's spec (:meth:`~kbayes.spec.ModelSpec.for_trial`)."""
+    return design.config.design, design.config.conditions
 
 
 def few_usable(table: pd.DataFrame) -> list[str]:
@@ -429,7 +476,9 @@ def summarise(reps: pd.DataFrame, keys: list, rule: Rule, target: str) -> pd.Dat
 
 
 def plot_power(table: pd.DataFrame, x: str = "n", ax: Any = None, label: str | None = None):
-    """Power against ``x`` with +-2 Monte-Carlo SE bands, one line per other grid setting.
+    """Power against ``x`` with +-2 Monte-Carlo SE bands, one line per other grid setting
+    (e.g. one per trial design, ``design=crossover`` and ``design=parallel``, of a grid
+    over ``design``).
 
     A point whose rates rest on fewer than :data:`USABLE_MIN` of its replicates is ringed
     in red and labelled with its usable count.
@@ -480,7 +529,7 @@ class Study:
     truth : Truth or PriorTruth
     rule : Rule
     grid : dict
-        The ``[grid]`` table (``n`` included).
+        The ``[grid]`` table (``n`` included): Design or TrialConfig fields to vary.
     options : dict
         The top-level keys given (``replicates``, ``seed``, ``model``, ``engine``, ...).
     store : str or None
@@ -545,7 +594,12 @@ def read_study(path: str | Path, *, config: TrialConfig | None = None) -> Study:
         config = from_table(TrialConfig, conf["config"], f"{path} [config]")
     if config is not None:
         design = dataclasses.replace(design, config=config)
-    return Study(design, truth, as_rule(conf["rule"]), dict(conf.get("grid", {})),
+    grid = dict(conf.get("grid", {}))
+    try:  # names (Design or TrialConfig fields) and values checked before any work
+        design_grid(design, grid.get("n"), {k: v for k, v in grid.items() if k != "n"})
+    except ValueError as exc:
+        raise ConfigError(f"{path} [grid]: {str(exc).removeprefix('grid: ')}") from None
+    return Study(design, truth, as_rule(conf["rule"]), grid,
                  {k: conf[k] for k in _STUDY_OPTIONS if k in conf}, conf.get("store"),
                  {k: conf[k] for k in _STUDY_TABLES if k in conf})  # fmt: skip
 
@@ -572,8 +626,9 @@ def run_file(
         # optional: target, store, draws, tune, chains
         [design]                   # fixed Design fields
         dropout = 0.05
-        [grid]                     # Design fields to vary (lists)
+        [grid]                     # Design or TrialConfig fields to vary (lists)
         n = [20, 30, 40]
+        design = ["crossover", "parallel"]
         [truth]                    # Truth fields; [truth.prior.<field>]: a Prior table
         gamma_N = -2.6
         [rule]
