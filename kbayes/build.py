@@ -36,6 +36,7 @@ from pymc_extras.prior import Prior
 from kbayes.config import TrialConfig
 from kbayes.data import TrialData, infusion_profile, session_change
 from kbayes.errors import DataError, SpecError
+from kbayes.index_dims import CONDITION, TIME, at_levels, time_label
 from kbayes.marginal import (
     LatentLayout,
     Quadratic,
@@ -45,7 +46,7 @@ from kbayes.marginal import (
     scale_mixture_weights,
     segment_sum,
 )
-from kbayes.spec import CONDITION, ModelSpec, condition_value
+from kbayes.spec import ModelSpec
 from kbayes.terms import FACTORS, INTERCEPTS
 
 
@@ -98,6 +99,7 @@ def model_inputs(spec: ModelSpec, data: TrialData, dglx: np.ndarray | None = Non
         crlb=mrs["crlb"].to_numpy(float),
         dglx=dglx,
         covariates=covariate_values(spec, data),
+        ratings=_ratings(spec, data, s_index),
     )
     if "items" in spec.levels:
         coords |= _item_arrays(config, sessions, coords["session"], arrays)
@@ -122,14 +124,17 @@ def coded_arrays(
     crlb: np.ndarray,
     dglx: np.ndarray | None = None,
     covariates: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
+    ratings: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
 ) -> tuple[dict[str, list], dict[str, np.ndarray]]:
     """Coords and ``pm.Data`` arrays of ``spec`` (not the item level) from per-session
     arrays (participant index, period, condition index into ``config.conditions``, male
     flag, MADRS totals) and
     per-block arrays (session index, block number, time in min, Glx/tNAA ratio, CRLB in %).
     ``covariates`` holds, per covariate of the spec, its values per session and over the
-    rows of its own table (:func:`covariate_values`). The coding of every covariate lives
-    here: validated tables and power's simulated arrays both come through it."""
+    rows of its own table (:func:`covariate_values`). A trajectory's ``ratings`` are (session
+    index, time in h, score) per rating (default: the day-1 scores, at 24 h). The coding of
+    every covariate lives here: validated tables and power's simulated arrays both come
+    through it."""
     check_units(spec, config)
     if spec.design != config.design or spec.actives != spec.for_trial(config).actives:
         raise SpecError(
@@ -171,7 +176,11 @@ def coded_arrays(
             )
         arrays |= {"mrs_session": mrs_session, "g": g, "glx_observed": glx_ratio,
                    "glx_se": np.where(unreported, 0.0, crlb) / 100 * glx_ratio}  # fmt: skip
-    if "improvement" in spec.levels:  # one rating per session with a day-1 score
+    if "improvement" in spec.levels and spec.outcome == "trajectory":  # a rating per time
+        coords, arrays = _trajectory_arrays(spec, coords, arrays, labels, madrs_baseline,
+                                            madrs_day1, ratings)  # fmt: skip
+        arrays["baseline_c"] = madrs_baseline - spec.constants["baseline_center"]
+    elif "improvement" in spec.levels:  # one rating per session with a day-1 score
         rated = np.flatnonzero(~np.isnan(np.asarray(madrs_day1, float)))
         coords["rating"] = [labels[k] for k in rated]
         arrays["rating_session"] = rated.astype(np.int64)
@@ -188,6 +197,49 @@ def coded_arrays(
                     "glutamate change for them; use the joint model, which handles them"
                 )
             arrays["dglx_obs"] = obs
+    return coords, arrays
+
+
+def _ratings(spec: ModelSpec, data: TrialData, s_index: Mapping) -> tuple | None:
+    """A trajectory's ratings from the ``ratings`` table: (session index, time in h, score)
+    per row; None without that table or for another outcome."""
+    table = getattr(data, "ratings", None)
+    if spec.outcome != "trajectory" or table is None:
+        return None
+    keys = zip(table["participant"], table["period"], strict=True)
+    session = np.array([s_index[k] for k in keys], dtype=np.int64)
+    return session, table["time_h"].to_numpy(float), table["score"].to_numpy(float)
+
+
+def _trajectory_arrays(spec, coords, arrays, labels, baseline, day1, ratings):
+    """Coords and arrays of a trajectory's ratings: ``time`` coords (the spec's rating
+    times), per rating its session, time index and improvement (baseline - score). Without
+    ``ratings``, the day-1 scores at 24 h."""
+    hours = np.asarray(spec.times_h)
+    if ratings is None:
+        if 24.0 not in hours:
+            raise DataError(
+                f"spec {spec.name!r} models ratings at {list(spec.times_h)} h and the trial "
+                "has no 'ratings' table: give one (TrialData(..., ratings=...)), or rate at "
+                "24 h (TrialConfig.rating_times_h) to use the sessions' madrs_day1"
+            )
+        rated = np.flatnonzero(~np.isnan(np.asarray(day1, float)))
+        ratings = (rated, np.full(rated.size, 24.0), np.asarray(day1, float)[rated])
+    session, time_h, score = (np.asarray(x) for x in ratings)
+    k = np.searchsorted(hours, time_h)
+    outside = (k >= hours.size) | (hours[np.minimum(k, hours.size - 1)] != time_h)
+    if outside.any():
+        raise DataError(
+            f"table 'ratings', column 'time_h': {sorted(set(time_h[outside]))} are not "
+            f"rating times of spec {spec.name!r} ({list(spec.times_h)} h)"
+        )
+    named = [f"{labels[s]}/{h:g}h" for s, h in zip(session, time_h, strict=True)]
+    coords = coords | {TIME: [time_label(h) for h in hours], "rating": named}
+    arrays = arrays | {
+        "rating_session": session.astype(np.int64),
+        "rating_time": k.astype(np.int64),
+        "improvement_observed": np.asarray(baseline, float)[session] - score,
+    }
     return coords, arrays
 
 
@@ -225,7 +277,12 @@ def under_condition(
         return spec, dict(params), float(k)
     effects = [c for c, part in spec.categorical_coefficients.items() if part == CONDITION]
     j = max(k - 1, 0)
-    values = {c: condition_value(params[c], j, spec.actives[j]) for c in effects if c in params}
+    values = at_levels(
+        {c: params[c] for c in effects if c in params},
+        dict.fromkeys(effects, (CONDITION,)),
+        {CONDITION: spec.actives},
+        {CONDITION: j},
+    )
     two = spec.for_trial(TrialConfig(design=spec.design))
     return two, dict(params) | values, float(k > 0)
 
@@ -601,9 +658,16 @@ def _improvement_level(spec: ModelSpec, d: dict, delta, v, layout: LatentLayout)
     dtilde = standardised_change(spec, source)
     factors = {"c": c, "m": m, "p": p, "dtilde": dtilde, "baseline_c": d["baseline_c"],
                **_covariates(d)}  # fmt: skip
-    # observed per rating (a session with a day-1 score): a missing one is integrated out
+    # observed per rating (a session with a day-1 score, or a session and time of a
+    # trajectory, whose coefficients have a time axis): a missing one is integrated out
     rs = d["rating_session"]
-    mu = (_linear(spec, "improvement", factors) + v[pi])[rs]
+    if spec.outcome == "trajectory":
+        factors = {k: _time_axis(x) for k, x in factors.items()}
+        rt = d["rating_time"]
+        per_rating = lambda x: (x + pt.zeros((m.shape[0], len(spec.times_h))))[rs, rt]  # noqa: E731
+    else:
+        per_rating = lambda x: x[rs]  # noqa: E731
+    mu = per_rating(_linear(spec, "improvement", factors)) + v[pi][rs]
     sigma_y = spec.priors["sigma_y"].create_variable("sigma_y")
     nu = spec.priors["nu"].create_variable("nu") if spec.likelihood == "student_t" else None
     through_delta = layout.delta and spec.delta == "latent"
@@ -627,15 +691,25 @@ def _improvement_level(spec: ModelSpec, d: dict, delta, v, layout: LatentLayout)
                 one = factors | {"dtilde": 1.0}
                 slope = slope + term_effect(spec, "improvement", term, model, one)
         rows = layout.delta_map()[:, :, None] * np.ones(1)  # (slot, K, 1)
-        in_slot = pt.as_tensor(rows)[d["session_period"], :, 0]  # (session, K)
-        row = [row[i] + slope / scale * in_slot[:, i] for i in range(k)]
+        in_slot = pt.as_tensor(rows)[d["session_period"], :, 0][rs]  # (rating, K)
+        row = [row[i][rs] + per_rating(slope) / scale * in_slot[:, i] for i in range(k)]
+    else:
+        row = [r[rs] for r in row]
     if layout.v is not None:
-        row[layout.v] = pt.ones_like(m)
-    row, pr = [r[rs] for r in row], pi[rs]  # per rating
+        row[layout.v] = pt.ones_like(rs, dtype=float)
+    pr = pi[rs]  # per rating
     H = [[segment_sum(omega * row[i] * row[j], pr, n) for j in range(k)] for i in range(k)]
     h = [segment_sum(omega * resid * row[i], pr, n) for i in range(k)]
     logp = (-0.5 * omega * resid**2 + 0.5 * pt.log(omega / (2 * np.pi))).sum()
     return logp, Quadratic(H, h)
+
+
+def _time_axis(x: Any) -> Any:
+    """A per-session factor with an axis for the rating time after the session's (numbers
+    as they are): (session,) -> (session, 1); (session, L) -> (session, 1, L)."""
+    if np.ndim(x) == 0:
+        return x
+    return x[:, None] if x.ndim == 1 else x[:, None, :]
 
 
 def _items_level(spec: ModelSpec, d: dict, c, m, p, pi) -> None:
@@ -704,6 +778,7 @@ _DIMS = {
     "p": "session",
     "improvement_observed": "rating",
     "rating_session": "rating",
+    "rating_time": "rating",
     "baseline_c": "session",
     "dglx_obs": "session",
     "session_period": "session",

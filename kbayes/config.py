@@ -61,11 +61,12 @@ class TrialConfig:
     crlb_max: float = 20.0
     design: str = "crossover"
     periods: int | None = None
+    rating_times_h: tuple[float, ...] = (24.0,)
 
     def __post_init__(self) -> None:
         if self.design not in DESIGNS:
             raise ValueError(f"TrialConfig.design must be one of {DESIGNS}, got {self.design!r}")
-        for name in ("conditions", "sexes"):  # lists (TOML, JSON) as tuples
+        for name in ("conditions", "sexes", "rating_times_h"):  # lists (TOML, JSON) as tuples
             object.__setattr__(self, name, tuple(getattr(self, name)))
         k = len(self.conditions)
         if k < 2 or len(set(self.conditions)) < k or not all(self.conditions):
@@ -101,13 +102,15 @@ class TrialConfig:
     @property
     def label_names(self) -> dict[str, str]:
         """What spec labels, units and questions fill in: ``{active}``, ``{reference}``,
-        ``{metabolite}``, ``{scale}`` and ``{drug}``."""
+        ``{metabolite}``, ``{scale}``, ``{drug}`` and ``{time}`` (of a rating: "day 1"; a
+        trajectory's rows fill in their own, "4 h")."""
         return {
             "active": self.active,
             "reference": self.reference,
             "metabolite": self.metabolite,
             "scale": self.scale,
             "drug": self.drug,
+            "time": "day 1",
         }
 
     def item_columns(self, visit: str) -> list[str]:

@@ -28,6 +28,28 @@ def _require(ok: bool, cls: str, name: str, expected: str, value: Any) -> None:
 PRETREATMENT_FIELDS = ("beta_N", "beta_NM", "gamma_N", "gamma_NM", "gamma_DN")
 
 
+#: Truth fields that may hold one value per pretreatment (several pretreatments) or per
+#: rating time (a trajectory): the coefficients of the glutamate and improvement levels.
+INDEXED_FIELDS = ("beta_N", "beta_NM", "gamma0", "gamma_N", "gamma_M", "gamma_NM", "gamma_D",
+                  "gamma_DN", "gamma_B", "gamma_P")  # fmt: skip
+
+
+def _levels(name: str, value: Mapping, depth: int = 0) -> dict:
+    """A ``{level: value}`` Truth field as plain data: conditions by name, rating times as
+    their coords (``4`` or ``"4 h"`` -> ``"4 h"``), one level of nesting (time, condition)."""
+    out = {}
+    for key, x in value.items():
+        key = f"{key:g} h" if isinstance(key, int | float) else str(key)
+        nested = isinstance(x, Mapping) and depth == 0
+        out[key] = _levels(name, x, 1) if nested else x
+        if not nested:
+            ok = isinstance(x, int | float) and np.isfinite(x)
+            _require(ok, "Truth", name, "finite numbers by condition or rating time", value)
+            out[key] = float(x)
+    _require(bool(out), "Truth", name, "a number or {level: value}", value)
+    return out
+
+
 @dataclass(frozen=True)
 class Truth:
     """True parameter values of the joint model (names as in the model specs).
@@ -64,9 +86,12 @@ class Truth:
         Participant SD of improvement (points) and its correlation with u.
     sigma_y, nu : float, default 3.5, 10.0
         Scale (points) and degrees of freedom of the Student-t residual (``nu=inf``: normal).
-    beta_N, beta_NM, gamma_N, gamma_NM, gamma_DN : float or dict of str to float
-        With several pretreatments (``TrialConfig.conditions``), one value for all, or one
-        per active condition, ``gamma_N={"naltrexone": -2.6, "nalmefene": -1.0}``.
+    beta_N, beta_NM, gamma0, gamma_N, ..., gamma_P : float or dict
+        The coefficients (:data:`INDEXED_FIELDS`) may hold one value per active condition
+        of a trial with several pretreatments, ``gamma_N={"naltrexone": -2.6,
+        "nalmefene": -1.0}``, or per rating time of a trajectory (hours, or their coords),
+        ``gamma0={4: 8.0, 24: 12.0, 72: 10.0, 168: 6.0}``, or both nested; a number is the
+        same for all.
     effects : dict of str to float or to {level: float}, default {}
         Coefficients of covariate terms, by their model names (``gamma_age``: improvement
         points per year of ``age``; ``beta_age_x_condition``), per unit of the covariate
@@ -107,15 +132,11 @@ class Truth:
             _require(name not in self._fields(), "Truth", "effects", "new names only", name)
             finite = np.isfinite(list(value.values()) if isinstance(value, dict) else value)
             _require(np.all(finite), "Truth", f"effects[{name!r}]", "finite", value)
-        for name in PRETREATMENT_FIELDS:  # one per pretreatment: {condition: value}
-            if isinstance(value := getattr(self, name), Mapping):
-                per = {str(k): float(x) for k, x in value.items()}
-                _require(bool(per) and np.isfinite(list(per.values())).all(), "Truth", name,
-                         "finite, one per condition named", value)  # fmt: skip
-                object.__setattr__(self, name, per)
         for name in self._fields():
             value = getattr(self, name)
-            if isinstance(value, dict):
+            if isinstance(value, Mapping):  # per pretreatment or rating time: {level: value}
+                _require(name in INDEXED_FIELDS, "Truth", name, "a number (one value)", value)
+                object.__setattr__(self, name, _levels(name, value))
                 continue
             _require(np.isfinite(value) or name == "nu", "Truth", name, "finite", value)
             if name.endswith("_sigma") or name == "sigma_y":

@@ -9,6 +9,8 @@ plot_timecourse            observed Glx/tNAA per block and the         posterior
                            modelled mean course per condition          observed_data (glx)
 plot_improvement           improvement against the session glutamate   posterior, constant_data,
                            change, with the regression per condition   observed_data
+plot_trajectory            improvement at each rating time by          posterior, constant_data,
+                           condition (a trajectory spec)               observed_data
 plot_ppc                   posterior (or prior) predictive check       posterior_predictive (or
                                                                        prior_predictive),
                                                                        observed_data
@@ -263,6 +265,52 @@ def plot_timecourse(idata: xr.DataTree) -> Figure:
     return fig
 
 
+def plot_trajectory(idata: xr.DataTree) -> Figure:
+    """Improvement at each rating time by condition: a trajectory spec's fit.
+
+    Points are the observed mean improvement (baseline - score, ± 1 SE) per rating time and
+    condition; lines and bands the posterior median and HDI of the modelled improvement of a
+    session at the centring values (average sex): ``improvement_reference`` under the
+    reference and that plus ``ntx_imp_total`` under each pretreatment.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    require(idata, "posterior", "constant_data", "observed_data")
+    spec = result_spec(idata)
+    if spec.outcome != "trajectory" or "improvement_reference" not in spec.estimands:
+        raise ValueError(f"spec {spec.name!r} models one rating time, not a trajectory")
+    cd, post = idata.constant_data.to_dataset(), idata.posterior.to_dataset()
+    hours = np.asarray(spec.times_h)
+    cond = coded_index(cd["c"].to_numpy())[cd["rating_session"].to_numpy()]
+    when = cd["rating_time"].to_numpy()
+    imp = idata.observed_data["improvement"].to_numpy()
+    names = trial_config(idata).get("conditions", ("reference", "active"))
+    scale = trial_config(idata).get("scale", "MADRS")
+    fig, ax = plt.subplots(figsize=(7, 4.5), layout="constrained")
+    for k, (name, colour) in enumerate(zip(names, _COND_COLOURS, strict=False)):
+        line = post["improvement_reference"]
+        if k:
+            total = post["ntx_imp_total"]
+            line = line + (total.sel(condition=name) if "condition" in total.dims else total)
+        lo, hi = _hdi(line, spec.ci_prob)
+        ax.fill_between(hours, lo, hi, color=colour, alpha=0.2, lw=0)
+        ax.plot(hours, line.median(("chain", "draw")), color=colour, label=f"{name}: model")
+        sel = [imp[(cond == k) & (when == j)] for j in range(hours.size)]
+        means = np.array([x.mean() if x.size else np.nan for x in sel])
+        ses = np.array([x.std(ddof=1) / np.sqrt(x.size) if x.size > 1 else 0.0 for x in sel])
+        shift = 1 + 0.03 * (k - (len(names) - 1) / 2)  # side by side on the log axis
+        ax.errorbar(hours * shift, means, ses, fmt="o", color=colour, label=f"{name}: observed")
+    ax.set_xscale("log")
+    ax.set_xticks(hours, [f"{h:g}" for h in hours])
+    ax.set_xlabel("hours from infusion start")
+    ax.set_ylabel(f"improvement ({scale} points)")
+    ax.set_title(f"Improvement over time by condition ({100 * spec.ci_prob:g} % HDI)", fontsize=9)
+    ax.legend(fontsize=8)
+    return fig
+
+
 def plot_improvement(idata: xr.DataTree) -> Figure:
     """Improvement against the session glutamate change, with the regression per condition.
 
@@ -291,6 +339,11 @@ def plot_improvement(idata: xr.DataTree) -> Figure:
     post = idata.posterior.to_dataset()
     imp = idata.observed_data["improvement"].to_numpy()  # per rating (a rated session)
     rated = rated_sessions(idata)
+    if spec.outcome == "trajectory":  # the ratings at 24 h (else the first time)
+        j = spec.times_h.index(24.0) if 24.0 in spec.times_h else 0
+        at = cd["rating_time"].to_numpy() == j
+        imp, rated = imp[at], rated[at]
+        post = post.isel(time=j)
     cond = coded_index(cd["c"].to_numpy())[rated]
     if spec.delta == "latent":
         x, xerr = (
@@ -470,4 +523,5 @@ __all__ = [
     "plot_prior_sensitivity",
     "plot_timecourse",
     "plot_trace",
+    "plot_trajectory",
 ]

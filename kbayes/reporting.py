@@ -55,6 +55,7 @@ from kbayes import plots
 from kbayes.config import TrialConfig
 from kbayes.data import TrialData
 from kbayes.diagnostics import Verdict, check
+from kbayes.index_dims import CONTRAST_SUFFIX
 from kbayes.results import (
     estimand_rows,
     estimand_variables,
@@ -63,7 +64,7 @@ from kbayes.results import (
     row_variable,
     trial_config,
 )
-from kbayes.spec import CONTRAST_SUFFIX, MODELS_DIR, builtin_specs, load_spec
+from kbayes.spec import MODELS_DIR, builtin_specs, load_spec
 from kbayes.summaries import answers, covariate_effects, estimands
 
 #: Section ids, in report order.
@@ -111,6 +112,12 @@ _PLOTS: tuple[tuple[str, str, Callable[[xr.DataTree], Figure]], ...] = (
         "Improvement against each session's glutamate change (posterior mean and "
         "SD), with the fitted line per condition",
         plots.plot_improvement,
+    ),
+    (
+        "trajectory",
+        "Improvement at each rating time by condition: observed means (± SE) and the "
+        "modelled improvement",
+        plots.plot_trajectory,
     ),
     (
         "ppc",

@@ -4,6 +4,7 @@ identically."""
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,7 +14,8 @@ import numpy as np
 import xarray as xr
 
 from kbayes.errors import DataError
-from kbayes.spec import CONDITION, CONTRAST_SUFFIX, ModelSpec, parse_spec
+from kbayes.index_dims import CONTRAST, CONTRAST_SUFFIX, INDEX_DIMS
+from kbayes.spec import ModelSpec, parse_spec
 
 #: Sampler warm-up groups: large, not used downstream, not saved.
 WARMUP_GROUPS = ("warmup_posterior", "warmup_sample_stats")
@@ -71,11 +73,12 @@ def row_variable(row: str) -> str:
 def estimand_draws(
     posterior: xr.Dataset, names: Sequence[str], *, contrasts: bool = True
 ) -> xr.Dataset:
-    """The estimands ``names`` as scalars per draw. One with a value per pretreatment (a
-    ``condition`` dim) gives one variable per condition, ``ntx_glu[nalmefene]``, and, with
-    ``contrasts``, per pair, ``ntx_glu[nalmefene - naltrexone]``, each labelled as such; a
-    name may also be one of those. Attrs: ``label``, ``unit``, ``estimand`` (the spec's
-    name)."""
+    """The estimands ``names`` as scalars per draw. One with index dims (a value per
+    pretreatment, ``condition``, or per rating time, ``time``) gives one variable per
+    combination of their levels, ``ntx_glu[nalmefene]``, ``ntx_imp_total[naltrexone, 4 h]``,
+    and, with ``contrasts``, per contrast between pretreatments,
+    ``ntx_glu[nalmefene vs naltrexone]``, each labelled as such; a name may also be one of
+    those. Attrs: ``label``, ``unit``, ``estimand`` (the spec's name)."""
     out = {}
     for name in names:
         base, _, coord = name.partition("[")
@@ -85,18 +88,22 @@ def estimand_draws(
             if da is None or (var != base and not (contrasts or coord)):
                 continue
             extra = [d for d in da.dims if d not in ("chain", "draw")]
-            if extra not in ([CONDITION], ["contrast"]):  # a scalar, or not an estimand's dims
+            if not extra or not set(extra) <= {*INDEX_DIMS, CONTRAST}:  # a scalar, or not ours
                 if var == name:
                     out[name], found = da.assign_attrs(estimand=base), True
                 continue
             labels = json.loads(da.attrs.get("labels", "{}"))
-            for x in da[extra[0]].to_numpy().tolist():
-                if coord in ("", f"{x}]"):
-                    attrs = da.attrs | {"label": labels.get(x, f"{base} [{x}]"), "estimand": base}
-                    out[f"{base}[{x}]"] = da.sel({extra[0]: x}, drop=True).assign_attrs(attrs)
+            levels = [da[d].to_numpy().tolist() for d in extra]
+            for combo in itertools.product(*levels):
+                cell = ", ".join(combo)
+                if coord in ("", f"{cell}]"):
+                    attrs = da.attrs | {"label": labels.get(cell, f"{base} [{cell}]"),
+                                        "estimand": base}  # fmt: skip
+                    at = dict(zip(extra, combo, strict=True))
+                    out[f"{base}[{cell}]"] = da.sel(at, drop=True).assign_attrs(attrs)
                     found = True
         if not found:
-            raise ValueError(f"{name!r} is not a posterior variable (nor one of its conditions)")
+            raise ValueError(f"{name!r} is not a posterior variable (nor one of its levels)")
     for da in out.values():
         da.attrs.pop("labels", None)
     return xr.Dataset(out)

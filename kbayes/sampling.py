@@ -8,6 +8,7 @@ resize dims when data are swapped.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import logging
 import threading
@@ -31,8 +32,9 @@ from kbayes.build import (
     model_inputs,
 )
 from kbayes.data import TrialData
+from kbayes.index_dims import CONDITION, CONTRAST, CONTRAST_SUFFIX, TIME, row_name
 from kbayes.marginal import draw_integrated, latent_conditional
-from kbayes.spec import CONDITION, CONTRAST_SUFFIX, ModelSpec, load_spec
+from kbayes.spec import ModelSpec, load_spec
 
 SAMPLERS = ("nutpie", "pymc")
 log = logging.getLogger("kbayes")
@@ -426,25 +428,56 @@ def add_estimands(idata: xr.DataTree, spec: ModelSpec, data: TrialData) -> None:
         if name in values:
             post[name] = values[name].assign_attrs(attrs, estimand=1)
             continue
-        # one value per pretreatment (a condition dim), and the contrasts between them
-        label = {x: _capitalise(est.label.format(**names | {"active": x})) for x in spec.actives}
-        post[name] = _stacked(values, name, spec.actives, CONDITION).assign_attrs(
-            attrs, estimand=1, labels=json.dumps(label)
+        # one value per level of its index dims, and the contrasts between pretreatments
+        dims = spec.index_dims
+        axes = [(d, dims[d]) for d in spec.estimand_dims[name]]
+        post[name] = _gathered(values, name, axes).assign_attrs(
+            attrs, estimand=1, labels=json.dumps(_labels(est.label, names, axes))
         )
+        if CONDITION not in spec.estimand_dims[name]:
+            continue
         pairs = spec.contrasts(name)
-        label = {pair: f"{label[b]}, {'divided by' if ratio else 'minus'} that under {a}"
-                 for pair, b, a, ratio in pairs}  # fmt: skip
-        contrasts = _stacked(values, name, [pair for pair, *_ in pairs], "contrast")
-        post[name + CONTRAST_SUFFIX] = contrasts.assign_attrs(
+        others = [(d, levels) for d, levels in axes if d != CONDITION]
+        axes = [(CONTRAST, [pair for pair, *_ in pairs]), *others]
+        label = {}
+        for pair, b, a, ratio in pairs:
+            for cell, text in _labels(est.label, names | {"active": b}, others).items():
+                how = "divided by" if ratio else "minus"
+                label[", ".join([pair, *cell.split(", ")[: len(others)]]) if others else pair] = (
+                    f"{text}, {how} that under {a}"
+                )
+        post[name + CONTRAST_SUFFIX] = _gathered(values, name, axes).assign_attrs(
             attrs, contrast_of=name, labels=json.dumps(label)
         )
     idata["posterior"] = xr.DataTree(post)
 
 
-def _stacked(values: Mapping[str, xr.DataArray], name: str, coords, dim: str) -> xr.DataArray:
-    """``values[f"{name}[{x}]"]`` for each x of ``coords``, along a new last dim ``dim``."""
-    parts = [values[f"{name}[{x}]"] for x in coords]
-    return xr.concat(parts, dim=pd.Index(list(coords), name=dim)).transpose(..., dim)
+def _gathered(values: Mapping[str, Any], name: str, axes: list) -> xr.DataArray:
+    """The rows ``name[l1, l2]`` of ``values`` as one array with the dims of ``axes``
+    ((dim, levels) pairs, in row order) last."""
+    if not axes:
+        return values[name]
+
+    def gather(prefix: list[str], rest: list) -> xr.DataArray:
+        if not rest:
+            return values[row_name(name, prefix)]
+        (dim, levels), *tail = rest
+        parts = [gather([*prefix, x], tail) for x in levels]
+        return xr.concat(parts, dim=pd.Index(list(levels), name=dim))
+
+    return gather([], axes).transpose(..., *(d for d, _ in axes))
+
+
+def _labels(template: str, names: Mapping[str, str], axes: list) -> dict[str, str]:
+    """The label of each cell ``"l1, l2"`` of ``axes``: the template with ``{active}`` the
+    cell's condition and ``{time}`` its rating time."""
+    out = {}
+    for combo in itertools.product(*(levels for _, levels in axes)):
+        at = dict(zip((d for d, _ in axes), combo, strict=True))
+        fill = names | ({"active": at[CONDITION]} if CONDITION in at else {})
+        fill |= {"time": at[TIME]} if TIME in at else {}
+        out[", ".join(combo)] = _capitalise(template.format(**fill))
+    return out
 
 
 def result_attrs(spec: ModelSpec, data: TrialData, *, seed: int, sampler: str) -> dict[str, Any]:

@@ -40,6 +40,7 @@ from kbayes.build import (
     ModelInputs,
     coded_arrays,
     condition_coding,
+    factor_name,
     linear_predictor,
     model_inputs,
     standardised_change,
@@ -48,13 +49,18 @@ from kbayes.build import (
 from kbayes.config import TrialConfig
 from kbayes.data import TABLES, TrialData, infusion_profile
 from kbayes.design import Design, SimulatedTruth, Truth
+from kbayes.index_dims import at_levels
 from kbayes.replicates import child
-from kbayes.spec import CONDITION, ModelSpec, condition_value, load_spec
+from kbayes.spec import ModelSpec, load_spec
 from kbayes.terms import LEVEL_FACTORS, coefficient_term
 
 #: Spec whose centring constants (``delta_center``, ``delta_scale``, ``baseline_center``)
 #: :func:`simulate` uses: the model it simulates from.
 SIMULATED_SPEC = "joint"
+#: Spec of a trial rated at several times (``TrialConfig.rating_times_h``) and the rating
+#: times of the day-1 model.
+TRAJECTORY_SPEC = "trajectory"
+DAY1 = (24.0,)
 #: Dirichlet concentration per item of participants' item propensities (assumption).
 ITEM_CONCENTRATION = 5.0
 #: Seed of the bundled example. 2025 (the publication year) already gives two participants
@@ -90,9 +96,21 @@ def split_items(
 
 
 @functools.cache
-def _simulated_spec(conditions: tuple[str, ...] = ("reference", "active")) -> ModelSpec:
-    """The simulated model for a trial of these conditions (several: one effect each)."""
-    return load_spec(SIMULATED_SPEC).for_trial(TrialConfig(conditions=conditions))
+def _simulated_spec(
+    conditions: tuple[str, ...] = ("reference", "active"), times: tuple[float, ...] = DAY1
+) -> ModelSpec:
+    """The simulated model for a trial of these conditions (several: one effect each) and
+    rating times (several: the trajectory spec, its improvement coefficients per time)."""
+    name = SIMULATED_SPEC if times == DAY1 else TRAJECTORY_SPEC
+    return load_spec(name).for_trial(TrialConfig(conditions=conditions, rating_times_h=times))
+
+
+def _at_times(spec: ModelSpec, factors: dict[str, Any]) -> dict[str, Any]:
+    """Factors on the participant x period grid with an axis for the rating time (before a
+    categorical factor's coded columns), for a trajectory's coefficients (time first)."""
+    categorical = {factor_name(part) for part in spec.categorical}
+    return {k: np.asarray(x)[..., None, :] if k in categorical else np.asarray(x)[..., None]
+            for k, x in factors.items()}  # fmt: skip
 
 
 def crossover_sequences(k: int) -> np.ndarray:
@@ -107,16 +125,20 @@ def crossover_sequences(k: int) -> np.ndarray:
 
 
 def truth_values(spec: ModelSpec, truth: Truth) -> dict[str, Any]:
-    """``truth.params`` as ``spec``'s model uses them: with several pretreatments, each
-    pretreatment effect as an array over :attr:`~kbayes.spec.ModelSpec.actives` (from a
-    ``{condition: value}`` field, or one number for all)."""
-    params = truth.params
-    effects = [c for c, part in spec.categorical_coefficients.items() if part == CONDITION]
-    return params | {
-        c: np.array([condition_value(params[c], j, x) for j, x in enumerate(spec.actives)])
-        for c in effects
-        if c in params
-    }
+    """``truth.params`` as ``spec``'s model uses them: each coefficient with index dims
+    (several pretreatments, a trajectory's times; :attr:`~kbayes.spec.ModelSpec.index_dims`)
+    as an array over its dims' levels, from ``{level: value}`` fields (nested for two dims)
+    or one number for all."""
+    params, dims = truth.params, spec.index_dims
+    out = dict(params)
+    for name, own in spec.coefficient_dims.items():
+        if name not in params:
+            continue
+        values = np.empty([len(dims[d]) for d in own])
+        for at in np.ndindex(*values.shape):
+            values[at] = at_levels(params, {name: own}, dims, dict(zip(own, at, strict=True)))[name]
+        out[name] = values
+    return out
 
 
 def _draw(design: Design, truth: Truth, rng: np.random.Generator) -> tuple[list, pd.DataFrame]:
@@ -151,7 +173,8 @@ def _draw_arrays(design: Design, truth: Truth, rng: np.random.Generator) -> dict
     seen = np.column_stack([np.ones(n, bool), *[stays] * (periods - 1)])
     block_seen = r_design.random((n, periods, t.size)) >= d.block_missing
     # glutamate change and participant effects
-    spec = _simulated_spec(cfg.conditions if k > 2 else ("reference", "active"))
+    conditions = cfg.conditions if k > 2 else ("reference", "active")
+    spec = _simulated_spec(conditions)
     th, c = truth_values(spec, truth), condition_coding(spec, condition)
     z = r_glu.standard_normal((2, n))
     u = th["u_sigma"] * z[0]
@@ -181,24 +204,39 @@ def _draw_arrays(design: Design, truth: Truth, rng: np.random.Generator) -> dict
     person = r_madrs.normal(d.baseline_mean, d.baseline_sd, (n, 1))
     base = np.rint(person + r_madrs.normal(0, d.baseline_session_sd, (n, periods)))
     base = base.clip(0, cfg.score_max)
-    nu, shape = th["nu"], (n, periods)
+    times = cfg.rating_times_h
+    nu, shape = th["nu"], (n, periods) if times == DAY1 else (n, periods, len(times))
     tail = r_madrs.standard_t(nu, shape) if np.isfinite(nu) else r_madrs.normal(size=shape)
     factors |= {"dtilde": standardised_change(spec, delta),
                 "baseline_c": base - spec.constants["baseline_center"]}  # fmt: skip
-    imp = (
-        linear_predictor(spec, "improvement", th, factors)
-        + covariate_effects(design, truth, "improvement", factors)
-        + v[:, None]
-        + th["sigma_y"] * tail
-    )
-    day1 = np.rint(base - imp).clip(0, cfg.score_max)
-    if d.rating_missing > 0:  # drawn last: a design without missing ratings draws as before
-        day1 = np.where(r_madrs.random(shape) < d.rating_missing, np.nan, day1)
+    scores = None
+    if times == DAY1:
+        imp = (
+            linear_predictor(spec, "improvement", th, factors)
+            + covariate_effects(design, truth, "improvement", factors)
+            + v[:, None]
+            + th["sigma_y"] * tail
+        )
+        day1 = np.rint(base - imp).clip(0, cfg.score_max)
+        if d.rating_missing > 0:  # drawn last: a design without missing ratings draws as before
+            day1 = np.where(r_madrs.random(shape) < d.rating_missing, np.nan, day1)
+    else:  # the improvement at each rating time: the trajectory spec's coefficients
+        timed = _simulated_spec(conditions, times)
+        mean = linear_predictor(timed, "improvement", truth_values(timed, truth),
+                                _at_times(timed, factors))  # fmt: skip
+        extra = np.asarray(covariate_effects(design, truth, "improvement", factors))
+        imp = mean + extra[..., None] + v[:, None, None] + th["sigma_y"] * tail
+        scores = np.rint(base[..., None] - imp).clip(0, cfg.score_max)
+        if d.rating_missing > 0:
+            scores = np.where(r_madrs.random(shape) < d.rating_missing, np.nan, scores)
+        at24 = times.index(24.0) if 24.0 in times else None
+        day1 = scores[..., at24] if at24 is not None else np.full(base.shape, np.nan)
+        imp = imp[..., at24 or 0]  # the latent table's: at 24 h (else the first time)
     items = r_items.dirichlet(np.full(cfg.n_items, ITEM_CONCENTRATION), n) if d.items else None
     return {
         "female": female, "c": c, "condition": condition, "seen": seen,
         "block_seen": block_seen, "delta": delta, "u": u, "v": v, "imp": imp, "base": base,
-        "day1": day1, "glx": y.round(4),
+        "day1": day1, "scores": scores, "glx": y.round(4),
         "crlb": crlb.round(1), "propensity": items, "r_items": r_items, "covariates": covariates,
     }  # fmt: skip
 
@@ -259,7 +297,8 @@ def covariate_effects(design: Design, truth: Truth, level: str, factors: dict) -
 
 
 def _tables(design: Design, a: dict[str, Any]) -> tuple[list, pd.DataFrame]:
-    """The three tables and the latent table of :func:`_draw_arrays`'s trial."""
+    """The three tables (four, with ``ratings`` at several times) and the latent table of
+    :func:`_draw_arrays`'s trial."""
     cfg, n, t = design.config, design.n, np.asarray(design.block_times)
     ids = participant_ids(n)
     i, s = np.nonzero(a["seen"])
@@ -286,7 +325,13 @@ def _tables(design: Design, a: dict[str, Any]) -> tuple[list, pd.DataFrame]:
         {"participant": ids[i], "period": s + 1, "block": b + 1, "time_min": t[b],
          "glx_ratio": a["glx"][i, s, b], "crlb": a["crlb"][i, s, b]}
     )  # fmt: skip
-    return [participants, sessions, mrs], latent
+    if a["scores"] is None:
+        return [participants, sessions, mrs], latent
+    i, s, k = np.nonzero(a["seen"][..., None] & ~np.isnan(a["scores"]))
+    times = np.asarray(cfg.rating_times_h, float)
+    ratings = pd.DataFrame({"participant": ids[i], "period": s + 1, "time_h": times[k],
+                            "score": a["scores"][i, s, k].astype(int)})  # fmt: skip
+    return [participants, sessions, mrs, ratings], latent
 
 
 def simulate_inputs(
@@ -354,8 +399,19 @@ def _inputs(spec: ModelSpec, design: Design, a: dict[str, Any]) -> ModelInputs:
         glx_ratio=a["glx"][bi, bs, bb],
         crlb=a["crlb"][bi, bs, bb],
         covariates={name: (x[i], x) for name, x in a["covariates"].items()},
+        ratings=_ratings(design, a, session_of) if spec.outcome == "trajectory" else None,
     )
     return ModelInputs(coords=coords, data=arrays)
+
+
+def _ratings(design: Design, a: dict[str, Any], session_of: np.ndarray) -> tuple | None:
+    """A trajectory's ratings of one trial's arrays: (session index, time in h, score) per
+    rating made (None for a trial rated on day 1 only)."""
+    if a["scores"] is None:
+        return None
+    i, s, k = np.nonzero(a["seen"][..., None] & ~np.isnan(a["scores"]))
+    times = np.asarray(design.config.rating_times_h, float)
+    return session_of[i, s].astype(np.int64), times[k], a["scores"][i, s, k]
 
 
 def simulate_tables(
@@ -424,7 +480,17 @@ def _fixed_count_draw(
         mine = removable[(removable >= lo * per_participant) & (removable < hi * per_participant)]
         gone.append(mine[np.argsort(key.ravel()[mine], kind="stable")[: target - before]])
     np.put(blocks, np.concatenate(gone), False)
-    if design.rating_missing > 0:  # a fixed count of the sessions' day-1 ratings goes
+    if design.rating_missing > 0 and a["scores"] is not None:  # of the ratings at all times
+        a = a | {"scores": a["scores"].copy()}
+        before, times = 0, len(design.config.rating_times_h)
+        for lo, hi in groups:
+            made = np.flatnonzero(np.repeat(seen[lo:hi], times)) + cfg.periods * times * lo
+            target = round(int(seen[:hi].sum()) * times * design.rating_missing)
+            np.put(a["scores"], rng.permutation(made)[: target - before], np.nan)
+            before = target
+        if 24.0 in design.config.rating_times_h:
+            a["day1"] = a["scores"][..., design.config.rating_times_h.index(24.0)]
+    elif design.rating_missing > 0:  # a fixed count of the sessions' day-1 ratings goes
         a = a | {"day1": a["day1"].copy()}
         before = 0
         for lo, hi in groups:

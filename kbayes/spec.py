@@ -12,7 +12,6 @@ from __future__ import annotations
 import copy
 import functools
 import hashlib
-import itertools
 import json
 import math
 import tomllib
@@ -31,9 +30,17 @@ from kbayes.expressions import (
     Question,
     check_expr,
     evaluate,
-    expression_names,
     parse_estimands,
     parse_questions,
+)
+from kbayes.index_dims import (
+    CONDITION,
+    TIME,
+    contrasts,
+    dependent_dims,
+    estimand_cells,
+    indexed_values,
+    time_label,
 )
 from kbayes.terms import (
     LEVEL_UNITS,
@@ -108,19 +115,17 @@ TOP_KEYS = {
     "design": str,
     "adaptation": str,
     "conditions": list,
+    "outcome": str,
+    "times_h": list,
 }
+#: What the improvement level models: the day-1 improvement (one rating per session), or
+#: the improvement at each rating time (``trajectory``; docs/models.md).
+OUTCOMES = ("day1", "trajectory")
 #: Keys of ``[units]``: the TrialConfig names whose units a spec's numbers are in.
 UNIT_KEYS = ("metabolite", "scale")
 PRIOR_META = {"distribution", "dims", "centered", "transform"}
 #: Dims a prior may use (the coords the model builder makes).
 DIMS = ("participant", "session", "mrs_obs", "item", "cutpoint", "item_obs", "uv")
-#: The dim of a pretreatment effect in a trial with several pretreatments (its coords: the
-#: active conditions), and the term part it belongs to.
-CONDITION = "condition"
-#: Suffix of the posterior variable holding an estimand's contrasts between pretreatments
-#: (dim ``contrast``, e.g. ``"nalmefene - naltrexone"``), beside the estimand itself (dim
-#: ``condition``), in a trial with several pretreatments.
-CONTRAST_SUFFIX = "_contrast"
 
 
 @dataclass(frozen=True)
@@ -163,6 +168,11 @@ class ModelSpec:
     #: reference; :meth:`for_trial`): each has its own effects, a ``condition`` dim over
     #: them; empty with two conditions.
     actives: tuple[str, ...] = ()
+    #: What the improvement level models (:data:`OUTCOMES`), and a trajectory's rating
+    #: times (hours from infusion start; :meth:`for_trial`): its coefficients have a
+    #: ``time`` dim.
+    outcome: str = "day1"
+    times_h: tuple[float, ...] = ()
 
     @property
     def categorical(self) -> dict[str, tuple[str, ...]]:
@@ -272,33 +282,39 @@ class ModelSpec:
 
     def for_trial(self, config: Any) -> ModelSpec:
         """This spec for a trial of ``config`` (a :class:`~kbayes.TrialConfig`): for its
-        design (:meth:`for_design`) and, with more than two conditions, with one effect
-        per pretreatment (:attr:`actives`); ``self`` if it is for that trial already."""
+        design (:meth:`for_design`); with more than two conditions, one effect per
+        pretreatment (:attr:`actives`); a trajectory at the config's rating times. ``self``
+        if it is for that trial already."""
         spec = self.for_design(config.design)
         actives = tuple(config.conditions[1:]) if len(config.conditions) > 2 else ()
-        if actives == spec.actives:
+        hours = tuple(config.rating_times_h) if spec.outcome == "trajectory" else ()
+        if actives == spec.actives and hours == spec.times_h:
             return spec
-        source = {k: v for k, v in spec.source.items() if k != "conditions"}
+        source = {k: v for k, v in spec.source.items() if k not in ("conditions", "times_h")}
         source |= {"conditions": list(config.conditions)} if actives else {}
+        source |= {"times_h": list(hours)} if hours else {}
         return parse_spec(source, origin=f"{spec.name} ({', '.join(config.conditions)})")
 
+    @property
+    def index_dims(self) -> dict[str, tuple[str, ...]]:
+        """The spec's index dims and their levels: ``condition`` (several pretreatments) and
+        ``time`` (a trajectory's rating times, :func:`~kbayes.index_dims.time_label`)."""
+        dims = {CONDITION: self.actives, TIME: tuple(time_label(h) for h in self.times_h)}
+        return {d: levels for d, levels in dims.items() if levels}
+
+    @property
+    def coefficient_dims(self) -> dict[str, tuple[str, ...]]:
+        """The coefficients with index dims, and those dims (their priors' order)."""
+        index = self.index_dims
+        return {name: own for name, prior in self.priors.items()
+                if (own := tuple(d for d in prior.dims or () if d in index))}  # fmt: skip
+
     @functools.cached_property
-    def condition_estimands(self) -> tuple[str, ...]:
-        """Estimands that depend on the pretreatment's effects (with several pretreatments,
-        one value per active condition): those whose expressions use, directly or through
-        derived values and other estimands, a coefficient of a term with a condition part."""
-        uses = {c for c, part in self.categorical_coefficients.items() if part == CONDITION}
-        if not uses:
-            uses = {self.coefficient(lv, t) for lv, ts in self.terms.items() for t in ts
-                    if CONDITION in t.split(":")}  # fmt: skip
-        uses |= set(LEVEL_OUTPUTS["items"][2:]) if "items" in self.levels else set()
-        out = []
+    def estimand_dims(self) -> dict[str, tuple[str, ...]]:
+        """The index dims each estimand depends on (through the coefficients it uses)."""
         exprs = [*self.derived.items(), *((k, e.expr) for k, e in self.estimands.items())]
-        for name, expr in exprs:
-            if expression_names(expr) & uses:
-                uses.add(name)
-                out += [name] if name in self.estimands else []
-        return tuple(out)
+        found = dependent_dims(self.coefficient_dims, exprs, list(self.index_dims))
+        return {name: found[name] for name in self.estimands}
 
     def with_priors(self, **priors: Prior | Mapping) -> ModelSpec:
         """A new spec (new hash) with these priors replaced or added, e.g.
@@ -333,46 +349,27 @@ class ModelSpec:
         return names | set(self.level_values({c: {} for c in self.categorical_coefficients}))
 
     def estimand_values(self, params: Mapping[str, Any]) -> dict[str, Any]:
-        """Evaluate every estimand on ``params`` (floats, arrays or xarray objects).
+        """Evaluate every estimand on ``params`` (floats, arrays or xarray objects), one
+        value per row of :attr:`estimand_rows`.
 
         Floats are evaluated as numpy floats, so an estimand undefined at these values (a
         share of a total effect of 0, as under a null truth) is NaN or inf, not an error.
         """
         params = {k: np.float64(v) if isinstance(v, float | int) else v for k, v in params.items()}
-        if not self.actives:
+        if not self.index_dims:
             return self._evaluated(params)
-        effects = [c for c, part in self.categorical_coefficients.items() if part == CONDITION]
-        by_level = {
-            level: self._evaluated(
-                params | {c: condition_value(params[c], j, level) for c in effects if c in params}
-            )
-            for j, level in enumerate(self.actives)
-        }
-        out = {}
-        for name in self.estimands:
-            if name not in self.condition_estimands:
-                out[name] = by_level[self.actives[0]][name]
-                continue
-            for level in self.actives:
-                out[f"{name}[{level}]"] = by_level[level][name]
-            for pair, b, a, ratio in self.contrasts(name):
-                vb, va = by_level[b][name], by_level[a][name]
-                out[f"{name}[{pair}]"] = vb / va if ratio else vb - va
-        return out
+        ratios = {n for n, e in self.estimands.items() if e.unit == "odds ratio"}
+        return indexed_values(self._evaluated, params, self.coefficient_dims, self.index_dims,
+                              self.estimand_dims, ratios)  # fmt: skip
 
-    @property
+    @functools.cached_property
     def estimand_rows(self) -> tuple[str, ...]:
-        """The names :meth:`estimand_values` gives, in order: each estimand; with several
-        pretreatments, each of :attr:`condition_estimands` per condition and per contrast
-        (``ntx_glu[nalmefene]``, ``ntx_glu[nalmefene vs naltrexone]``)."""
-        out = []
-        for name in self.estimands:
-            if not self.actives or name not in self.condition_estimands:
-                out.append(name)
-                continue
-            out += [f"{name}[{x}]" for x in self.actives]
-            out += [f"{name}[{pair}]" for pair, *_ in self.contrasts(name)]
-        return tuple(out)
+        """The names :meth:`estimand_values` gives, in order: each estimand, or with index
+        dims one per level (``ntx_glu[nalmefene]``, ``ntx_imp_total[naltrexone, 4 h]``)
+        and per contrast between pretreatments (``ntx_glu[nalmefene vs naltrexone]``)."""
+        if not self.index_dims:
+            return tuple(self.estimands)
+        return tuple(row for row, *_ in estimand_cells(self.estimand_dims, self.index_dims))
 
     def estimand_of(self, row: str) -> Estimand:
         """The estimand of one of :attr:`estimand_rows` (``ntx_glu[nalmefene]``: ``ntx_glu``);
@@ -382,12 +379,9 @@ class ModelSpec:
         return self.estimands[row.partition("[")[0]]
 
     def contrasts(self, name: str) -> list[tuple[str, str, str, bool]]:
-        """The contrasts between pretreatments of a :attr:`condition_estimands` entry: per
-        pair of active conditions a before b, ``(pair, b, a, ratio)`` with ``pair`` the
-        label ``"b vs a"``: b's value minus a's, or divided by it for an odds ratio
-        (``ratio``)."""
-        ratio = self.estimands[name].unit == "odds ratio"
-        return [(f"{b} vs {a}", b, a, ratio) for a, b in itertools.combinations(self.actives, 2)]
+        """The contrasts between pretreatments of an estimand with a condition dim
+        (:func:`kbayes.index_dims.contrasts`; a ratio for an odds ratio)."""
+        return contrasts(self.actives, self.estimands[name].unit == "odds ratio")
 
     def _evaluated(self, params: Mapping[str, Any]) -> dict[str, Any]:
         """Every estimand on ``params`` (one value each; see :meth:`estimand_values`)."""
@@ -411,19 +405,6 @@ def hyperprior_names(priors: Mapping[str, Prior]) -> set[str]:
     """The variables of the priors' hyperpriors (``u_sigma``: the SD of ``u``)."""
     return {f"{name}_{key}" for name, prior in priors.items()
             for key, value in prior.parameters.items() if isinstance(value, Prior)}  # fmt: skip
-
-
-def condition_value(value: Any, j: int, level: str) -> Any:
-    """The ``j``-th pretreatment's (``level``'s) value of a pretreatment coefficient: from
-    the ``condition`` dim (xarray), the last axis (arrays of draws), a ``{level: value}``
-    mapping (:class:`kbayes.Truth`), or a number (the same for every pretreatment)."""
-    if isinstance(value, Mapping):
-        if level not in value:
-            raise ValueError(f"no value for the condition {level!r} in {dict(value)!r}")
-        return np.float64(value[level])
-    if CONDITION in getattr(value, "dims", ()):
-        return value.isel({CONDITION: j}, drop=True)
-    return value[..., j] if np.ndim(value) else value
 
 
 def level_name(coefficient: str, level: str) -> str:
@@ -588,7 +569,8 @@ def parse_spec(source: dict, origin: str = "<dict>") -> ModelSpec:
     categorical = {name for name, how in covariates.items() if "levels" in how}
     actives = _actives(source.get("conditions"), levels, errors)
     categorical |= {CONDITION} if actives else set()
-    dims_allowed = (*DIMS, *sorted(categorical))
+    outcome, times_h = _outcome(source, levels, errors)
+    dims_allowed = (*DIMS, *sorted(categorical), *((TIME,) if times_h else ()))
     coefficient_dims = {}  # a categorical term's coefficient has the dim of its levels
     for level, ts in terms.items():
         for t in ts:
@@ -596,6 +578,9 @@ def parse_spec(source: dict, origin: str = "<dict>") -> ModelSpec:
                 coefficient_dims[term_coefficient(level, t)] = tuple(cats)
             if len(cats) > 1:
                 errors.append(f"terms.{level}: {t!r} has more than one categorical covariate")
+    if times_h:  # a trajectory: each improvement coefficient per rating time
+        for name in ("gamma0", *(term_coefficient("improvement", t) for t in terms["improvement"])):
+            coefficient_dims[name] = (TIME, *coefficient_dims.get(name, ()))
     priors, defaults = {}, {}
     for key, table in source.get("priors", {}).items():
         if key == "default":  # [priors.default.LEVEL]: coefficients without a table of their own
@@ -721,7 +706,30 @@ def parse_spec(source: dict, origin: str = "<dict>") -> ModelSpec:
         dropped=tuple(dropped),
         adaptation=adaptation,
         actives=actives,
+        outcome=outcome,
+        times_h=times_h,
     )
+
+
+def _outcome(source: dict, levels: tuple[str, ...], errors: list[str]) -> tuple[str, tuple]:
+    """The spec's ``outcome`` and a trajectory's ``times_h`` (problems to ``errors``)."""
+    outcome, times = source.get("outcome", "day1"), source.get("times_h")
+    if outcome not in OUTCOMES:
+        errors.append(f"outcome: expected one of {OUTCOMES}, got {outcome!r}")
+        return "day1", ()
+    if outcome == "day1":
+        if times is not None:
+            errors.append("times_h: only a trajectory (outcome = 'trajectory') has rating times")
+        return outcome, ()
+    if "improvement" not in levels or "items" in levels:
+        errors.append("outcome: a trajectory needs the improvement level (and no items level)")
+    hours = times if times is not None else [24.0]
+    ok = (isinstance(hours, list) and hours and all(isinstance(h, int | float) and h > 0
+          for h in hours) and list(hours) == sorted(set(hours)))  # fmt: skip
+    if not ok:
+        errors.append(f"times_h: expected increasing rating times in hours > 0, got {times!r}")
+        return outcome, (24.0,)
+    return outcome, tuple(float(h) for h in hours)
 
 
 def _actives(conditions: Any, levels: tuple[str, ...], errors: list[str]) -> tuple[str, ...]:
