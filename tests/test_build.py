@@ -495,3 +495,25 @@ def test_a_spec_for_another_design_is_refused_by_name(make_tables):
         model_inputs(_load("joint"), data)
     inputs = model_inputs(_load("joint").for_design("parallel"), data)
     assert inputs.coords["period"] == ["1"] and (inputs.data["p"] == 0).all()
+
+
+def test_a_trajectory_at_24_hours_is_the_day1_model(example):
+    """The trajectory spec rated at 24 h only (no ratings table: the day-1 scores) has the
+    joint model's log-density at random points, its coefficients with a time dim of one;
+    rated at four times, each improvement coefficient has one value per time."""
+    joint = _load("joint")
+    day1 = _load("trajectory").for_trial(example.config)
+    assert day1.times_h == (24.0,) and day1.priors["gamma_D"].dims == ("time",)
+    inputs = model_inputs(day1, example)
+    assert inputs.coords["time"] == ["24 h"] and (inputs.data["rating_time"] == 0).all()
+    models = build_model(joint, model_inputs(joint, example)), build_model(day1, inputs)
+    logp = [m.compile_logp() for m in models]
+    rng = np.random.default_rng(3)
+    for _ in range(3):
+        point = {k: v + 0.2 * rng.standard_normal(np.shape(v))
+                 for k, v in models[0].initial_point().items()}  # fmt: skip
+        shaped = {k: np.reshape(point[k], np.shape(v)) for k, v in models[1].initial_point().items()}
+        assert logp[1](shaped) == pytest.approx(logp[0](point), rel=1e-12)
+    four = _load("trajectory").for_trial(kb.TrialConfig(rating_times_h=(4, 24, 72, 168)))
+    assert four.index_dims == {"time": ("4 h", "24 h", "72 h", "168 h")}
+    assert "ntx_imp_total[168 h]" in four.estimand_rows and "ntx_glu" in four.estimand_rows
