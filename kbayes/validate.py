@@ -408,8 +408,8 @@ def _rating_problems(r: pd.DataFrame, s: pd.DataFrame, config: TrialConfig) -> l
         rows = r.index[sums != r["score"]]
         expected = f"the sum of {cols[0]}..{cols[-1]}"
         problems += _problem("ratings", "score", expected, r, rows, found)
-    day1 = r[keys[:2]].merge(s[[*keys[:2], "madrs_day1"]], on=keys[:2], how="left")["madrs_day1"]
-    day1.index = r.index
+    known = s[[*keys[:2], "madrs_day1"]].drop_duplicates(keys[:2])  # repeats: an error above
+    day1 = r[keys[:2]].merge(known, on=keys[:2], how="left")["madrs_day1"].set_axis(r.index)
     rows = r.index[(r["time_h"] == DAY1_H) & day1.notna() & (r["score"] != day1)]
     found = "score " + r["score"].astype(str) + ", sessions' madrs_day1 " + day1.map("{:g}".format)
     expected = (f"the session's madrs_day1 (table 'sessions') in the rating at {DAY1_H:g} h: "

@@ -817,6 +817,9 @@ def test_a_24h_rating_must_agree_with_the_sessions_day1_rating(make_tables, make
     put(t, "sessions", 2, "madrs_day1", np.nan)  # P2/1 rated at 24 h in ratings only
     data = TrialData(**t, config=WEEK)
     assert not (data.exclusions["reason"] == DAY1_IN_SESSIONS_ONLY).any()
+    append_copy(t, "sessions", 0)  # a repeated session: its error, with the rating's rules run
+    with pytest.raises(DataError, match=r"table 'sessions', columns 'participant', 'period'"):
+        TrialData(**t, config=WEEK)
 
 
 def test_missing_ratings_are_kept_and_noted_with_their_times(make_tables, make_ratings, caplog):
