@@ -93,7 +93,7 @@ class TrialConfig:
     def __post_init__(self) -> None:
         if self.design not in DESIGNS:
             raise ValueError(f"TrialConfig.design must be one of {DESIGNS}, got {self.design!r}")
-        for name in ("conditions", "sexes", "rating_times_h"):  # lists (TOML, JSON) as tuples
+        for name in ("conditions", "sexes"):  # lists (TOML, JSON) as tuples; rating times below
             object.__setattr__(self, name, tuple(getattr(self, name)))
         k = len(self.conditions)
         if k < 2 or len(set(self.conditions)) < k or not all(self.conditions):
