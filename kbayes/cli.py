@@ -67,6 +67,14 @@ ConfigOption = Annotated[
         help="TOML file of TrialConfig fields (conditions, sexes, scale, periods, ...).",
     ),
 ]
+RatingsOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--ratings",
+        help="The optional ratings table (ratings over time; default: a ratings file in the "
+        "data folder, if any).",
+    ),
+]
 SchedulerOption = Annotated[str | None, typer.Option(help="Dask scheduler, tcp://HOST:PORT.")]
 WorkersOption = Annotated[int, typer.Option(help="Processes of the local Dask cluster.")]
 StoreOption = Annotated[Path | None, typer.Option(help="Replicate store; a rerun resumes.")]
@@ -106,10 +114,13 @@ def _config(path: Path | None) -> kb.TrialConfig | None:
     return from_table(kb.TrialConfig, tomllib.loads(path.read_text()), f"--config {path}")
 
 
-def _read_trial(data: list[Path], columns: str | None, config: Path | None) -> kb.TrialData:
+def _read_trial(
+    data: list[Path], columns: str | None, config: Path | None, ratings: Path | None = None
+) -> kb.TrialData:
     import kbayes as kb
 
     kwargs = {"columns": _columns(columns), "config": _config(config)}
+    kwargs |= {"ratings": ratings} if ratings is not None else {}
     if len(data) == 1:
         return kb.TrialData.from_folder(data[0], **kwargs)
     if len(data) == 3:
@@ -172,6 +183,7 @@ def fit(
     out: Annotated[Path, typer.Option(help="Folder for the result.")] = Path("kbayes-results"),
     columns: ColumnsOption = None,
     config: ConfigOption = None,
+    ratings: RatingsOption = None,
     draws: int = 2000,
     tune: int = 1000,
     chains: int = 4,
@@ -182,7 +194,7 @@ def fit(
     import kbayes as kb
 
     kb.load_spec(model)  # a wrong model name fails before any data are read
-    trial = _read_trial(data, columns, config)
+    trial = _read_trial(data, columns, config, ratings)
     console.print(trial.summary())
     _fit_and_save(trial, model, out, "fit", draws=draws, tune=tune, chains=chains,
                   target_accept=target_accept, seed=seed)  # fmt: skip
@@ -217,12 +229,15 @@ def report(
     ] = False,
     columns: ColumnsOption = None,
     config: ConfigOption = None,
+    ratings: RatingsOption = None,
 ) -> None:
     """Write the HTML (or Markdown, or PDF) report of a saved result."""
     import kbayes as kb
     from kbayes.results import load
 
-    trial = _read_trial(data, columns, config) if data else None
+    if ratings is not None and not data:
+        raise kb.ConfigError("--ratings is read with the trial's tables: give --data too")
+    trial = _read_trial(data, columns, config, ratings) if data else None
     if pdf and out is not None and out.suffix.lower() != ".pdf":
         raise typer.BadParameter(f"--pdf writes a .pdf, not {out.name}", param_hint="--out")
     default = result.with_suffix(".pdf" if pdf else ".html")
@@ -376,6 +391,7 @@ def calibrate(
     ] = None,
     columns: ColumnsOption = None,
     config: ConfigOption = None,
+    ratings: RatingsOption = None,
     seed: int = 0,
     draws: int = 500,
     tune: int = 500,
@@ -397,9 +413,11 @@ def calibrate(
     kb.load_spec(model)  # a wrong model name fails before any work
     if data and n:
         raise kb.ConfigError("give --data (a trial's design) or --n (a simulated one), not both")
+    if ratings is not None and not data:
+        raise kb.ConfigError("--ratings is read with the trial's tables: give --data too")
     trial_config = _config(config)
     if data:
-        design = _read_trial(data, columns, config)
+        design = _read_trial(data, columns, config, ratings)
     elif n or trial_config:
         design = kb.Design(**({"n": n} if n else {}), config=trial_config or kb.TrialConfig())
     else:

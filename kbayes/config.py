@@ -7,10 +7,31 @@ is another :class:`TrialConfig`, not another code path.
 
 from __future__ import annotations
 
+import itertools
+import math
+import numbers
 from dataclasses import dataclass
 
 #: Trial designs: every participant under every condition, or one arm each.
 DESIGNS = ("crossover", "parallel")
+
+
+#: The hour of the day-1 rating (``sessions.madrs_day1``) among ``TrialConfig.rating_times_h``.
+DAY1_H = 24.0
+
+
+def _rating_times(times) -> tuple[float, ...]:
+    """``times`` as a tuple of floats, or a ValueError unless increasing numbers > 0."""
+    items = [times] if isinstance(times, str | numbers.Real) else list(times)
+    all_numbers = all(isinstance(t, numbers.Real) and not isinstance(t, bool) for t in items)
+    out = tuple(float(t) for t in items) if all_numbers else ()
+    ordered = all(a < b for a, b in itertools.pairwise(out))
+    if not (out and ordered and all(math.isfinite(t) and t > 0 for t in out)):
+        raise ValueError(
+            "TrialConfig.rating_times_h must be one or more increasing times in hours from "
+            f"infusion start, all > 0 (the baseline is before infusion), got {times!r}"
+        )
+    return out
 
 
 @dataclass(frozen=True)
@@ -47,6 +68,12 @@ class TrialConfig:
         Number of periods of the design, default one per condition for a crossover and 1
         (the only value allowed) for a parallel trial; a session in a period outside
         1..periods is an error.
+    rating_times_h : tuple of float, default (24.0,)
+        The scheduled times of the depression ratings of a session, in hours from infusion
+        start, increasing, all > 0 (e.g. ``(4, 24, 72, 168)``: 4 h, day 1, day 3, day 7);
+        the ``time_h`` values allowed in the optional ``ratings`` table; the day-1 rating
+        (sessions' madrs_day1) is the one at 24 h. The baseline (sessions' madrs_baseline)
+        is before infusion start, so it is not one of them.
     """
 
     conditions: tuple[str, ...] = ("placebo", "naltrexone")
@@ -66,7 +93,7 @@ class TrialConfig:
     def __post_init__(self) -> None:
         if self.design not in DESIGNS:
             raise ValueError(f"TrialConfig.design must be one of {DESIGNS}, got {self.design!r}")
-        for name in ("conditions", "sexes", "rating_times_h"):  # lists (TOML, JSON) as tuples
+        for name in ("conditions", "sexes"):  # lists (TOML, JSON) as tuples; rating times below
             object.__setattr__(self, name, tuple(getattr(self, name)))
         k = len(self.conditions)
         if k < 2 or len(set(self.conditions)) < k or not all(self.conditions):
@@ -83,6 +110,7 @@ class TrialConfig:
                 f"got periods={self.periods!r}"
             )
         object.__setattr__(self, "periods", periods)
+        object.__setattr__(self, "rating_times_h", _rating_times(self.rating_times_h))
 
     @property
     def reference(self) -> str:

@@ -1,4 +1,4 @@
-"""TrialData: the three validated tables of a crossover pharmaco-imaging trial.
+"""TrialData: the validated tables of a crossover pharmaco-imaging trial.
 
 Tables (long format, canonical column names; other names are mapped with ``columns=``):
 
@@ -11,10 +11,14 @@ sessions       participant x period        participant, period, condition, madrs
                                            day1_item1..N
 mrs            participant x period x      participant, period, block, time_min, glx_ratio
                block                       (or glx and tnaa), crlb (or crlb_glx, crlb_tnaa)
+ratings        participant x period x      participant, period, time_h, score, optional
+(optional)     rating time                 item1..N
 =============  ==========================  ===============================================
 
 ``time_min`` is minutes from infusion start (negative = before infusion); ``crlb`` is the
-Cramér-Rao lower bound in percent, i.e. a relative SD.
+Cramér-Rao lower bound in percent, i.e. a relative SD. ``time_h`` is hours from infusion
+start, one of ``TrialConfig.rating_times_h`` (the rating at 24 h is the day-1 rating,
+``sessions.madrs_day1``).
 """
 
 from __future__ import annotations
@@ -30,11 +34,13 @@ import xarray as xr
 from kbayes.config import TrialConfig
 from kbayes.design import SimulatedTruth
 from kbayes.errors import DataError
-from kbayes.validate import as_numbers, validate_tables
+from kbayes.validate import as_numbers, hours, validate_tables
 
 log = logging.getLogger("kbayes")
 
 TABLES = ("participants", "sessions", "mrs")
+#: Tables a trial may have besides :data:`TABLES` (None where it has not).
+OPTIONAL_TABLES = ("ratings",)
 #: File suffixes read as tables (case-insensitive): Parquet, tab-separated, else CSV.
 PARQUET, TSV = {".parquet", ".pq"}, {".tsv", ".tab"}
 SUFFIXES = (".csv", *sorted(TSV), *sorted(PARQUET))
@@ -120,13 +126,17 @@ class TrialData:
     Parameters
     ----------
     participants, sessions, mrs : pandas.DataFrame
-        The three tables (see the module docstring for their columns).
+        The three required tables (see the module docstring for their columns).
+    ratings : pandas.DataFrame, optional
+        Ratings over time, one row per session and time: ``participant``, ``period``,
+        ``time_h`` (hours from infusion start, one of ``config.rating_times_h``), ``score``
+        and optional ``item1..N``. A time of the schedule without a row is missing.
     columns : dict, optional
         Source name -> canonical name, applied to every table, e.g. ``{"subject":
         "participant"}``. A column named like ``config.metabolite`` ("Glx/tNAA") is read as
         ``glx_ratio``; separate ``glx`` and ``tnaa`` columns are combined (:func:`combine_ratio`).
     config : TrialConfig, optional
-        Condition and sex codes, scale ranges and the CRLB cut-off.
+        Condition and sex codes, scale ranges, rating times and the CRLB cut-off.
 
     Raises
     ------
@@ -137,7 +147,10 @@ class TrialData:
     ----------
     exclusions : pandas.DataFrame
         What was excluded (CRLB above ``config.crlb_max``) or kept but is incomplete (one
-        period only, missing blocks): one row each, with table, ids, action and reason.
+        period only, missing blocks, missing ratings): one row each, with table, ids,
+        action and reason.
+    ratings : pandas.DataFrame or None
+        The validated ratings (``time_h`` float, ``score`` and items int), or None.
     truth : kbayes.Truth or None
         Parameter values and true estimands when the data were simulated.
     """
@@ -147,6 +160,7 @@ class TrialData:
         participants: pd.DataFrame,
         sessions: pd.DataFrame,
         mrs: pd.DataFrame,
+        ratings: pd.DataFrame | None = None,
         *,
         columns: dict[str, str] | None = None,
         config: TrialConfig | None = None,
@@ -154,7 +168,10 @@ class TrialData:
         self.config = config or TrialConfig()
         mapping = {self.config.metabolite: "glx_ratio", **(columns or {})}
         raw = {}
-        for name, df in zip(TABLES, (participants, sessions, mrs), strict=True):
+        given = zip(TABLES + OPTIONAL_TABLES, (participants, sessions, mrs, ratings), strict=True)
+        for name, df in given:
+            if df is None and name in OPTIONAL_TABLES:
+                continue
             if not isinstance(df, pd.DataFrame):
                 raise DataError(f"table {name!r}: expected a pandas DataFrame, got {type(df)}")
             raw[name] = df.rename(columns=mapping)
@@ -163,6 +180,7 @@ class TrialData:
         self.participants: pd.DataFrame = tables["participants"]
         self.sessions: pd.DataFrame = tables["sessions"]
         self.mrs: pd.DataFrame = tables["mrs"]
+        self.ratings: pd.DataFrame | None = tables.get("ratings")
         self.exclusions: pd.DataFrame = exclusions.reindex(columns=EXCLUSION_COLUMNS)
         self.truth: SimulatedTruth | None = None
         for (table, action, reason), rows in self.exclusions.groupby(
@@ -190,28 +208,35 @@ class TrialData:
         participants: str | Path,
         sessions: str | Path,
         mrs: str | Path,
+        ratings: str | Path | None = None,
         *,
         columns: dict[str, str] | None = None,
         config: TrialConfig | None = None,
     ) -> TrialData:
-        """Read the three tables from CSV, TSV or Parquet files (chosen by suffix)."""
+        """Read the three tables (and ``ratings`` if given) from CSV, TSV or Parquet files
+        (chosen by suffix)."""
         columns = columns or {}
+        paths = zip(TABLES + OPTIONAL_TABLES, (participants, sessions, mrs, ratings), strict=True)
         frames = {
-            name: _read_table(name, path, columns)
-            for name, path in zip(TABLES, (participants, sessions, mrs), strict=True)
+            name: _read_table(name, path, columns) for name, path in paths if path is not None
         }
         return cls(**frames, columns=columns, config=config)
 
     @classmethod
     def from_folder(cls, folder: str | Path, **kwargs: Any) -> TrialData:
         """Read ``participants``, ``sessions`` and ``mrs`` from a folder (one file each, named
-        ``participants.csv`` etc., with a suffix from :data:`SUFFIXES`, in any case)."""
+        ``participants.csv`` etc., with a suffix from :data:`SUFFIXES`, in any case), and
+        ``ratings`` if the folder has such a file (a ``ratings=`` path given wins)."""
         folder = Path(folder)
         if not folder.is_dir():
             raise DataError(f"data folder {str(folder)!r} does not exist or is not a folder")
         paths = {}
-        for name in TABLES:
+        for name in TABLES + OPTIONAL_TABLES:
+            if name in OPTIONAL_TABLES and name in kwargs:
+                continue
             found = sorted(p for p in folder.glob(f"{name}.*") if p.suffix.lower() in SUFFIXES)
+            if not found and name in OPTIONAL_TABLES:
+                continue
             if len(found) != 1:
                 names = ", ".join(repr(p.name) for p in found)
                 raise DataError(
@@ -222,30 +247,37 @@ class TrialData:
         return cls.from_files(**paths, **kwargs)
 
     def to_files(self, folder: str | Path, fmt: str = "csv") -> Path:
-        """Write the three tables to ``folder`` as CSV or Parquet; returns the folder."""
+        """Write the three tables (and ``ratings`` if present) to ``folder`` as CSV or
+        Parquet; returns the folder."""
+        if fmt not in ("csv", "parquet"):
+            raise ValueError(f"fmt must be 'csv' or 'parquet', not {fmt!r}")
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        for name in TABLES:
+        for name in TABLES + OPTIONAL_TABLES:
             df = getattr(self, name)
+            if df is None:
+                continue
             if fmt == "csv":
                 df.to_csv(folder / f"{name}.csv", index=False)
-            elif fmt == "parquet":
-                df.to_parquet(folder / f"{name}.parquet", index=False)
             else:
-                raise ValueError(f"fmt must be 'csv' or 'parquet', not {fmt!r}")
+                df.to_parquet(folder / f"{name}.parquet", index=False)
         return folder
 
     # --- views -------------------------------------------------------------------------
     @property
     def coords(self) -> dict[str, list]:
-        """Named coordinates: participant, period, block, condition, sex."""
-        return {
+        """Named coordinates: participant, period, block, condition, sex (and, with
+        ratings, time_h: the scheduled rating times)."""
+        coords = {
             "participant": self.participants["participant"].tolist(),
             "period": sorted(self.sessions["period"].unique().tolist()),
             "block": sorted(self.mrs["block"].unique().tolist()),
             "condition": list(self.config.conditions),
             "sex": list(self.config.sexes),
         }
+        if self.ratings is not None:
+            coords["time_h"] = list(self.config.rating_times_h)
+        return coords
 
     @property
     def has_items(self) -> bool:
@@ -274,21 +306,23 @@ class TrialData:
         return s
 
     def to_xarray(self) -> xr.Dataset:
-        """All tables as one Dataset with coords participant, period and block.
+        """All tables as one Dataset with coords participant, period and block (and, with
+        ratings, time_h: the scheduled times; ratings' columns prefixed ``rating_``, e.g.
+        ``rating_score``).
 
-        Sessions or blocks that were not observed are NaN (condition: empty string).
+        Sessions, blocks or ratings that were not observed are NaN (condition: empty string).
         """
         p = self.participants.set_index("participant")
         s = self.session_table().set_index(["participant", "period"]).drop(columns="sex")
         m = self.mrs.set_index(["participant", "period", "block"])
-        ds = xr.merge(
-            [
-                xr.Dataset.from_dataframe(p),
-                xr.Dataset.from_dataframe(s),
-                xr.Dataset.from_dataframe(m),
-            ]
-        )
+        frames = [p, s, m]
+        if self.ratings is not None:
+            r = self.ratings.set_index(["participant", "period", "time_h"]).add_prefix("rating_")
+            frames.append(r)
+        ds = xr.merge([xr.Dataset.from_dataframe(f) for f in frames])
         ds = ds.reindex(participant=self.coords["participant"])
+        if self.ratings is not None:
+            ds = ds.reindex(time_h=list(self.config.rating_times_h))
         ds["condition"] = ds["condition"].fillna("")
         ds.attrs.update(
             conditions=list(self.config.conditions),
@@ -300,7 +334,8 @@ class TrialData:
 
     def describe(self) -> pd.DataFrame:
         """Per-condition summary: n sessions, mean and SD of baseline and day-1 score,
-        improvement (points) and observed glutamate change (ratio units)."""
+        improvement (points) and observed glutamate change (ratio units); with ratings, the
+        mean and SD of the score at each scheduled time (``rating_24h_mean``, ...)."""
         s = self.session_table()
         cols = {
             "madrs_baseline": "baseline",
@@ -311,6 +346,14 @@ class TrialData:
         agg = s.groupby("condition")[list(cols)].agg(["mean", "std"])
         agg.columns = [f"{cols[c]}_{stat}" for c, stat in agg.columns]
         agg.insert(0, "n", s.groupby("condition").size())
+        if self.ratings is not None:
+            r = self.ratings.merge(self.sessions[["participant", "period", "condition"]])
+            at = r.groupby(["condition", "time_h"])["score"].agg(["mean", "std"]).unstack()
+            at = at.reindex(columns=list(self.config.rating_times_h), level="time_h")
+            at.columns = [f"rating_{t:g}h_{stat}" for stat, t in at.columns]
+            order = [f"rating_{t:g}h_{stat}" for t in self.config.rating_times_h
+                     for stat in ("mean", "std")]  # fmt: skip
+            agg = agg.join(at.reindex(columns=order))
         return agg.reindex(list(self.config.conditions))
 
     def summary(self) -> str:
@@ -331,6 +374,8 @@ class TrialData:
             arms = self.sessions["condition"].value_counts().reindex(self.config.conditions)
             said = ", ".join(f"{k}: {v}" for k, v in arms.fillna(0).astype(int).items())
             lines[1] = f"Parallel groups, one session per participant ({said})."
+        if self.ratings is not None:
+            lines.append(self._ratings_line())
         unrated = int(self.sessions["madrs_day1"].isna().sum())
         if unrated:
             lines.append(f"{unrated} of {len(self.sessions)} sessions have no day-1 rating: "
@@ -350,6 +395,20 @@ class TrialData:
         else:
             lines.append("No exclusions.")
         return "\n".join(lines)
+
+    def _ratings_line(self) -> str:
+        """ "k ratings at 4, 24 h; m sessions lack the rating at 4 h, ..." (or "every session
+        has all")."""
+        times = self.config.rating_times_h
+        counts = self.ratings.groupby("time_h").size().reindex(list(times), fill_value=0)
+        lacking = [(t, len(self.sessions) - n) for t, n in counts.items() if n < len(self.sessions)]
+        said = ", ".join(
+            f"{m} {'session lacks' if m == 1 else 'sessions lack'} the rating at {t:g} h"
+            if k == 0 else f"{m} at {t:g} h"
+            for k, (t, m) in enumerate(lacking)
+        )  # fmt: skip
+        return (f"{len(self.ratings)} ratings at {hours(times)} h; "
+                + (said + "." if said else "every session has all of them."))  # fmt: skip
 
     def _covariate_columns(self) -> list[str]:
         """The ``participants`` columns besides ID and sex (participant covariates)."""
@@ -383,6 +442,11 @@ class TrialData:
         return f"TrialData(\n  {self.summary().replace(chr(10), chr(10) + '  ')}\n)"
 
     def replace(self, **tables: pd.DataFrame) -> TrialData:
-        """A new TrialData with some tables replaced (validated again)."""
-        frames = {name: tables.get(name, getattr(self, name)) for name in TABLES}
+        """A new TrialData with some tables replaced (validated again); ``ratings=None``
+        drops the ratings."""
+        unknown = sorted(set(tables) - set(TABLES + OPTIONAL_TABLES))
+        if unknown:
+            raise TypeError(f"replace() takes tables {TABLES + OPTIONAL_TABLES}, not {unknown}")
+        names = TABLES + OPTIONAL_TABLES
+        frames = {name: tables.get(name, getattr(self, name)) for name in names}
         return TrialData(**frames, config=self.config)

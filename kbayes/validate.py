@@ -1,4 +1,7 @@
-"""Validation of the three trial tables: pandera schemas for columns, pandas for rows.
+"""Validation of the trial tables: pandera schemas for columns, pandas for rows.
+
+Three tables are required (participants, sessions, mrs); a fourth, ``ratings`` (one row per
+session and rating time), is optional.
 
 :func:`validate_tables` works in stages and each stage reports *all* its problems in one
 :class:`~kbayes.errors.DataError`, one line per failed rule, written by :func:`_problem`:
@@ -9,20 +12,24 @@
    empty), numbers where numbers belong (numbers
    written as text, e.g. ``"30"``, are accepted; other text, booleans and dates are not),
    whole numbers for periods, blocks and scores (``30.0`` is fine, ``30.5`` is not),
-   ranges, codes from the :class:`~kbayes.config.TrialConfig`;
+   ranges, codes from the :class:`~kbayes.config.TrialConfig`, rating times from its
+   ``rating_times_h``;
 3. rows (pandas, on normalised dtypes): unique keys, each condition at most once per
-   participant, every session's participant and every block's session known, block times
-   increasing, item scores summing to the visit's total;
+   participant, every session's participant and every block's and rating's session known,
+   block times increasing, item scores summing to the visit's (or rating's) total, a
+   rating at 24 h agreeing with the session's ``madrs_day1``;
 4. reports, not errors: blocks with CRLB above ``config.crlb_max`` are removed and listed
    as ``"excluded"``; a session without a day-1 rating, a participant with one period
    only or without sessions, a session with fewer blocks than the most complete one,
-   without blocks or with every block excluded are kept and listed as ``"kept"``.
+   without blocks or with every block excluded, with fewer ratings than the schedule or
+   with its day-1 rating in sessions only are kept and listed as ``"kept"``.
 
 Rows are numbered from 0 in the order given (row 0 is the first row under a CSV header),
-and named by their participant, period and block where the table has them. Unknown
+and named by their participant, period and block (ratings: time) where the table has them. Unknown
 columns are kept unchanged in every table: covariates in ``participants``, anything else
 (scanner, rater, notes) in ``sessions`` and ``mrs``. Returned tables are sorted by
-participant (natural order: P2 before P10), period and block, with a fresh index.
+participant (natural order: P2 before P10), period and block (ratings: time), with a fresh
+index.
 """
 
 from __future__ import annotations
@@ -34,23 +41,42 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
-from kbayes.config import TrialConfig
+from kbayes.config import DAY1_H, TrialConfig
 from kbayes.errors import DataError
 
 MAX_ROWS = 5
 VISITS = ("baseline", "day1")
 IDS = ["participant", "period", "block"]
-KEYS = {"participants": IDS[:1], "sessions": IDS[:2], "mrs": IDS}
+#: The ids naming a row in a message (a rating is named by its time).
+ROW_IDS = [*IDS, "time_h"]
+KEYS = {"participants": IDS[:1], "sessions": IDS[:2], "mrs": IDS,
+        "ratings": ["participant", "period", "time_h"]}  # fmt: skip
 REQUIRED = {
     "participants": ["participant", "sex"],
     "sessions": ["participant", "period", "condition", "madrs_baseline", "madrs_day1"],
     "mrs": ["participant", "period", "block", "time_min", "glx_ratio", "crlb"],
+    "ratings": ["participant", "period", "time_h", "score"],
 }
 ALTERNATIVES = {"glx_ratio": " (or both glx and tnaa)", "crlb": " (or crlb_glx and crlb_tnaa)"}
 EXCLUSION_COLUMNS = ["table", "participant", "period", "block", "action", "reason"]
 #: The note of a session kept without its day-1 rating (its improvement is missing at random
 #: given the model: left out of the improvement likelihood, which integrates it out).
 NOT_RATED = "no day-1 rating (fMRS kept; improvement missing at random)"
+#: The note of a session whose ``madrs_day1`` is given but whose ratings lack the 24 h row.
+DAY1_IN_SESSIONS_ONLY = "day-1 rating in sessions only"
+#: The note of a session with fewer ratings than ``TrialConfig.rating_times_h`` (kept: the
+#: missing ones are missing at random given the model).
+MISSING_RATINGS = "no rating at {times} h"
+
+
+def rating_item_columns(config: TrialConfig) -> list[str]:
+    """Names of the optional item columns of the ``ratings`` table: item1..item{n_items}."""
+    return [f"item{k}" for k in range(1, config.n_items + 1)]
+
+
+def hours(times: Iterable[float]) -> str:
+    """Times in hours as text: ``(4.0, 24.0)`` -> ``"4, 24"``."""
+    return ", ".join(f"{t:g}" for t in times)
 
 
 def _show(value: object) -> str:
@@ -83,7 +109,7 @@ def _problem(
     rows = sorted(rows)
     shown = []
     for r in rows[:MAX_ROWS]:
-        ids = ", ".join(f"{c} {_show(df.at[r, c])}" for c in IDS if c in df)
+        ids = ", ".join(f"{c} {_show(df.at[r, c])}" for c in ROW_IDS if c in df)
         shown.append(f"row {r} ({ids})" + ("" if found is None else f": {found[r]}"))
     more = f"; and {len(rows) - MAX_ROWS} more" if len(rows) > MAX_ROWS else ""
     n = f"{len(rows)} row{'s' * (len(rows) > 1)}"
@@ -190,7 +216,7 @@ def _schemas(
             "a number 0-999 (%), or empty where not reported", 0, 999, missing_ok=True
         ),
     }
-    return {
+    schemas = {
         "participants": pa.DataFrameSchema(
             {"participant": participant, "sex": codes("sexes", "participants", "sex")}
         ),
@@ -202,6 +228,37 @@ def _schemas(
         ),
         "mrs": pa.DataFrameSchema(mrs),
     }
+    if "ratings" in tables:
+        ratings = {"participant": participant, "period": period,
+                   "time_h": _rating_time(config, tables["ratings"]), "score": score}  # fmt: skip
+        ratings |= dict.fromkeys(_rating_items(tables["ratings"], config), item)
+        schemas["ratings"] = pa.DataFrameSchema(ratings)
+    return schemas
+
+
+def _rating_time(config: TrialConfig, ratings: pd.DataFrame) -> pa.Column:
+    """Rules of ``ratings.time_h``: a finite number, after infusion start, on the schedule."""
+    times = config.rating_times_h
+    x = _number(ratings["time_h"]) if "time_h" in ratings else pd.Series(dtype=float)
+    found = sorted(set(x[np.isfinite(x) & (x > 0)]))
+    union = tuple(sorted(set(times) | set(found)))
+    scheduled = (f"one of the scheduled times {hours(times)} h (TrialConfig.rating_times_h); "
+                 f"times found: {hours(found)} h; to rate at those, pass "
+                 f"config=kb.TrialConfig(rating_times_h={union!r})")  # fmt: skip
+    after = ("a time > 0 h (a rating before or at infusion start: the baseline is "
+             "sessions.madrs_baseline)")  # fmt: skip
+    checks = [
+        pa.Check(lambda s: np.isfinite(_number(s)), error="a finite number of hours"),
+        pa.Check(lambda s: ~np.isfinite(_number(s)) | (_number(s) > 0), error=after),
+        pa.Check(lambda s: ~(_number(s) > 0) | _number(s).isin(times), error=scheduled),
+    ]
+    return pa.Column(checks=checks, nullable=False)
+
+
+def _rating_items(ratings: pd.DataFrame, config: TrialConfig) -> list[str]:
+    """The item columns of ``ratings``: all of them if it has any, else none."""
+    columns = rating_item_columns(config)
+    return columns if any(c in ratings for c in columns) else []
 
 
 def _item_columns(sessions: pd.DataFrame, config: TrialConfig) -> list[str]:
@@ -214,13 +271,20 @@ def _item_columns(sessions: pd.DataFrame, config: TrialConfig) -> list[str]:
     ]
 
 
+def _items(name: str, df: pd.DataFrame, config: TrialConfig) -> list[str]:
+    """The item columns of table ``name`` (sessions: per visit; ratings: item1..N)."""
+    if name == "sessions":
+        return _item_columns(df, config)
+    return _rating_items(df, config) if name == "ratings" else []
+
+
 def _shape_problems(tables: dict[str, pd.DataFrame], config: TrialConfig) -> list[str]:
     """Stage 1: rows, unique column names, required columns."""
     problems = []
     for name, df in tables.items():
         found = list(map(str, df.columns))
         hint = "; is the delimiter right?" if any(re.search("[;\t,|]", c) for c in found) else ""
-        required = REQUIRED[name] + (_item_columns(df, config) if name == "sessions" else [])
+        required = REQUIRED[name] + _items(name, df, config)
         for c in (c for c in required if c not in df):
             expected = f"a column named {c!r}{ALTERNATIVES.get(c, '')}; found {found}{hint}"
             problems += _problem(name, c, expected)
@@ -256,12 +320,12 @@ def _as_id(s: pd.Series) -> pd.Series:
 def _normalise(name: str, df: pd.DataFrame, items: list[str]) -> pd.DataFrame:
     """Canonical dtypes for the validated columns; other columns unchanged."""
     out = df.copy()
-    for c in REQUIRED[name] + (items if name == "sessions" else []):
+    for c in REQUIRED[name] + items:
         if c == "participant":
             out[c] = _as_id(out[c])
         elif c in ("sex", "condition"):
             out[c] = out[c].astype(str)
-        elif c in ("time_min", "glx_ratio", "crlb") or out[c].isna().any():  # a day-1 rating
+        elif c in ("time_min", "glx_ratio", "crlb", "time_h") or out[c].isna().any():
             out[c] = _number(out[c])  # not made: float, NaN (validated: nothing else is empty)
         else:
             out[c] = _number(out[c]).astype("int64")
@@ -270,7 +334,7 @@ def _normalise(name: str, df: pd.DataFrame, items: list[str]) -> pd.DataFrame:
 
 def _duplicates(table: str, df: pd.DataFrame, keys: list[str], expected: str) -> list[str]:
     rows = df.index[df.duplicated(keys, keep=False)]
-    found = None if keys[-1] in IDS else df[keys[-1]].map(_show)
+    found = None if keys[-1] in ROW_IDS else df[keys[-1]].map(_show)
     return _problem(table, keys, expected, df, rows, found)
 
 
@@ -324,6 +388,33 @@ def _row_problems(t: dict[str, pd.DataFrame], config: TrialConfig) -> list[str]:
             rows = s.index[unrated & s[cols].notna().any(axis=1)]
             expected = f"a total where {cols[0]}..{cols[-1]} are given (empty only with them)"
             problems += _problem("sessions", total, expected, s, rows)
+    if "ratings" in t:
+        problems += _rating_problems(t["ratings"], s, config)
+    return problems
+
+
+def _rating_problems(r: pd.DataFrame, s: pd.DataFrame, config: TrialConfig) -> list[str]:
+    """Stage 3 of ``ratings``: one row per session and time, a known session, items summing
+    to the score, a rating at 24 h agreeing with the session's ``madrs_day1``."""
+    keys = KEYS["ratings"]
+    problems = [
+        *_duplicates("ratings", r, keys, "one row per session (participant, period) and time"),
+        *_unknown("ratings", r, "sessions", s, keys[:2]),
+    ]
+    cols = _rating_items(r, config)
+    if cols:
+        sums = r[cols].sum(axis=1)
+        found = "score " + r["score"].astype(str) + ", items sum to " + sums.astype(str)
+        rows = r.index[sums != r["score"]]
+        expected = f"the sum of {cols[0]}..{cols[-1]}"
+        problems += _problem("ratings", "score", expected, r, rows, found)
+    known = s[[*keys[:2], "madrs_day1"]].drop_duplicates(keys[:2])  # repeats: an error above
+    day1 = r[keys[:2]].merge(known, on=keys[:2], how="left")["madrs_day1"].set_axis(r.index)
+    rows = r.index[(r["time_h"] == DAY1_H) & day1.notna() & (r["score"] != day1)]
+    found = "score " + r["score"].astype(str) + ", sessions' madrs_day1 " + day1.map("{:g}".format)
+    expected = (f"the session's madrs_day1 (table 'sessions') in the rating at {DAY1_H:g} h: "
+                "the day-1 rating is the one at 24 h, the two must agree")  # fmt: skip
+    problems += _problem("ratings", "score", expected, r, rows, found)
     return problems
 
 
@@ -356,11 +447,30 @@ def _exclusions(
         _notes("sessions", s[(n_all > 0) & (n_all < n_all.max())], "kept", fewer),
         _notes("sessions", s[(n_all > 0) & (n_kept == 0)], "kept", "every fMRS block excluded"),
         _notes("participants", p[n_sessions.to_numpy() == 0], "kept", "no sessions"),
+        *(_rating_notes(s, t["ratings"], config) if "ratings" in t else []),
     ]
     notes = [n for n in notes if len(n)]
     out = pd.concat(notes, ignore_index=True) if notes else pd.DataFrame(columns=EXCLUSION_COLUMNS)
     out = out.astype({"participant": str, "period": "Int64", "block": "Int64"})
     return m[~bad], out[EXCLUSION_COLUMNS]
+
+
+def _rating_notes(s: pd.DataFrame, r: pd.DataFrame, config: TrialConfig) -> list[pd.DataFrame]:
+    """Sessions with fewer ratings than the schedule (one note per set of missing times),
+    and sessions whose day-1 rating is in ``sessions`` only (no 24 h row in ``ratings``)."""
+    times = config.rating_times_h
+    session = pd.MultiIndex.from_frame(s[IDS[:2]])
+    at = {t: pd.MultiIndex.from_frame(r.loc[r["time_h"] == t, IDS[:2]]) for t in times}
+    rated = pd.DataFrame({t: session.isin(known) for t, known in at.items()})
+    missing = rated.apply(lambda row: tuple(t for t in times if not row[t]), axis=1)
+    notes = []
+    for gap in (g for g in dict.fromkeys(missing) if g):
+        rows = s[missing.map(gap.__eq__).to_numpy(bool)]
+        notes.append(_notes("sessions", rows, "kept", MISSING_RATINGS.format(times=hours(gap))))
+    if DAY1_H in times:
+        only = s["madrs_day1"].notna().to_numpy() & ~rated[DAY1_H].to_numpy()
+        notes.append(_notes("sessions", s[only], "kept", DAY1_IN_SESSIONS_ONLY))
+    return notes
 
 
 def _natural(text: str) -> list:
@@ -378,24 +488,28 @@ def validate_tables(
     participants: pd.DataFrame,
     sessions: pd.DataFrame,
     mrs: pd.DataFrame,
+    ratings: pd.DataFrame | None = None,
     *,
     config: TrialConfig,
 ) -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
-    """Validate and normalise the three tables of a crossover trial.
+    """Validate and normalise the tables of a crossover trial.
 
     Parameters
     ----------
     participants, sessions, mrs : pandas.DataFrame
         The tables with canonical column names (see :mod:`kbayes.data`).
+    ratings : pandas.DataFrame, optional
+        Ratings over time: participant, period, time_h, score, optional item1..N.
     config : TrialConfig
-        Condition and sex codes, score ranges and the CRLB cut-off.
+        Condition and sex codes, score ranges, rating times and the CRLB cut-off.
 
     Returns
     -------
     tables : dict of str to pandas.DataFrame
-        ``participants``, ``sessions`` and ``mrs`` with canonical dtypes (IDs, sex and
-        condition as text; period, block and scores as int; time, ratio and CRLB as float),
-        sorted and re-indexed; blocks above the CRLB cut-off removed.
+        ``participants``, ``sessions`` and ``mrs`` (and ``ratings`` if given) with canonical
+        dtypes (IDs, sex and condition as text; period, block and scores as int; times,
+        ratio and CRLB as float), sorted and re-indexed; blocks above the CRLB cut-off
+        removed.
     exclusions : pandas.DataFrame
         One row per removed block or incompleteness note: table, participant, period,
         block, action (``"excluded"`` or ``"kept"``) and reason.
@@ -407,11 +521,11 @@ def validate_tables(
         table, column, the first offending rows with their count, and what was expected.
     """
     raw = {"participants": participants, "sessions": sessions, "mrs": mrs}
+    raw |= {} if ratings is None else {"ratings": ratings}
     raw = {name: df.reset_index(drop=True) for name, df in raw.items()}
     _raise(_shape_problems(raw, config))
     _raise(_column_problems(raw, config))
-    items = _item_columns(raw["sessions"], config)
-    tables = {name: _normalise(name, df, items) for name, df in raw.items()}
+    tables = {name: _normalise(name, df, _items(name, df, config)) for name, df in raw.items()}
     _raise(_row_problems(tables, config))
     tables["mrs"], exclusions = _exclusions(tables, config)
     return {name: _tidy(df, KEYS[name]) for name, df in tables.items()}, exclusions

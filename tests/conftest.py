@@ -52,6 +52,39 @@ def trial_tables(
     }
 
 
+#: Rating times of :func:`ratings_table` (hours): 4 h, day 1, day 3, day 7.
+RATING_TIMES = (4.0, 24.0, 72.0, 168.0)
+#: Score at each time minus the session's day-1 score (at 24 h: the day-1 rating itself).
+RATING_OFFSETS = {4.0: 3, 24.0: 0, 72.0: -1, 168.0: -2}
+
+
+def ratings_table(
+    sessions: pd.DataFrame, times: tuple[float, ...] = RATING_TIMES, *, items: bool = False
+) -> pd.DataFrame:
+    """One rating per session of ``sessions`` and time of ``times`` (a subset of
+    :data:`RATING_TIMES`), in session order: score ``madrs_day1 + RATING_OFFSETS[t]``, so
+    the 24 h rating agrees with the day-1 score; ``items`` adds item1..item10 summing to it.
+
+    With :func:`trial_tables` and all four times, row ``4 * s + k`` is session row ``s`` at
+    ``RATING_TIMES[k]``.
+    """
+    rows = []
+    for s in sessions.itertuples(index=False):
+        for t in times:
+            score = int(s.madrs_day1) + RATING_OFFSETS[t]
+            row = {"participant": s.participant, "period": s.period, "time_h": t, "score": score}
+            if items:
+                row |= {f"item{k}": v for k, v in enumerate(_items(score), 1)}
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture
+def make_ratings() -> Callable[..., pd.DataFrame]:
+    """Factory of a valid ratings table for given sessions (see :func:`ratings_table`)."""
+    return ratings_table
+
+
 @pytest.fixture
 def make_tables() -> Callable[..., dict[str, pd.DataFrame]]:
     """Factory of small valid trial tables (see :func:`trial_tables`)."""

@@ -233,3 +233,43 @@ def test_bad_input_is_one_line_error(args, needle, sim_dir, tmp_path):
     assert "Traceback" not in result.output
     assert needle in result.output
     assert result.output.strip().startswith("error:")
+
+
+def test_ratings_option_reads_the_ratings_table_with_the_trial(sim_dir, tmp_path):
+    """--ratings PATH (fit, report --data, calibrate --data) reads the optional ratings
+    table, validated with the trial: a bad one is a one-line error naming table 'ratings';
+    a folder's ratings file is read without the option; --ratings without --data is refused."""
+    from kbayes.cli import _read_trial
+
+    sessions = pd.read_csv(sim_dir / "sessions.csv").dropna(subset=["madrs_day1"])
+    ratings = pd.concat(
+        [
+            sessions[["participant", "period"]].assign(time_h=24.0, score=sessions["madrs_day1"]),
+            sessions[["participant", "period"]].assign(time_h=4.0, score=30),
+        ]
+    )
+    good, bad = tmp_path / "ratings.csv", tmp_path / "bad.csv"
+    ratings.to_csv(good, index=False)
+    ratings.assign(time_h=ratings["time_h"].replace(4.0, -1.0)).to_csv(bad, index=False)
+    config = tmp_path / "trial.toml"
+    config.write_text("rating_times_h = [4, 24]\n")
+    trial = _read_trial([sim_dir], None, config, good)
+    assert len(trial.ratings) == len(ratings) and trial.config.rating_times_h == (4.0, 24.0)
+    files = [sim_dir / f"{name}.csv" for name in ("participants", "sessions", "mrs")]
+    assert len(_read_trial(files, None, config, good).ratings) == len(ratings)
+    assert _read_trial([sim_dir], None, None).ratings is None
+    folder = tmp_path / "with_ratings"
+    shutil.copytree(sim_dir, folder)
+    shutil.copy(good, folder / "ratings.csv")
+    assert len(_read_trial([folder], None, config).ratings) == len(ratings)
+    for args in [
+        ("fit", sim_dir, "--ratings", bad, "--config", config),
+        ("report", tmp_path / "result.nc", "--data", sim_dir, "--ratings", bad, "--config", config),
+        ("calibrate", "--data", sim_dir, "--ratings", bad, "--config", config, "--sims", 1),
+    ]:
+        result = invoke(*args)
+        assert result.exit_code == 1, result.output
+        out = " ".join(result.output.split())
+        assert out.startswith("error: table 'ratings', column 'time_h'") and "infusion start" in out
+    alone = invoke("report", tmp_path / "result.nc", "--ratings", good)
+    assert alone.exit_code == 1 and "give --data too" in alone.output

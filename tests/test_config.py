@@ -38,3 +38,19 @@ def test_several_pretreatments_are_configuration():
     for bad in (("placebo",), ("placebo", "placebo"), ("placebo", "")):
         with pytest.raises(ValueError, match="two or more distinct names"):
             TrialConfig(conditions=bad)
+
+
+def test_rating_times_are_increasing_hours_after_infusion_start():
+    """rating_times_h: the ratings' schedule in hours, increasing and > 0; lists (TOML,
+    JSON) become tuples of floats; the day-1 rating is the one at 24 h (the default)."""
+    assert TrialConfig().rating_times_h == (24.0,)
+    week = TrialConfig(rating_times_h=[4, 24, 72, 168])
+    assert week.rating_times_h == (4.0, 24.0, 72.0, 168.0)
+    assert all(isinstance(t, float) for t in week.rating_times_h)
+    assert TrialConfig(**json.loads(json.dumps(dataclasses.asdict(week)))) == week
+    assert "the day-1 rating (sessions' madrs_day1) is the one at 24 h" in " ".join(
+        TrialConfig.__doc__.split()
+    )
+    for bad in [(), (0, 24), (-4, 24), (24, 4), (4, 4), ("4 h",), (float("nan"),), (True,)]:
+        with pytest.raises(ValueError, match=r"TrialConfig.rating_times_h must be .*increasing"):
+            TrialConfig(rating_times_h=bad)

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from kbayes import DataError, TrialConfig, TrialData
-from kbayes.data import combine_ratio, infusion_profile
+from kbayes.data import OPTIONAL_TABLES, TABLES, combine_ratio, infusion_profile
 
 
 @pytest.fixture
@@ -258,3 +258,98 @@ def test_covariate_distribution_describes_participant_columns_for_the_simulator(
     assert f"participants' site: A ({n_a}), B ({n_b})." in with_cov.summary()
     with pytest.raises(DataError, match=r"'period' is a column of 'sessions'.*here: age, site"):
         with_cov.covariate_distribution("period")
+
+
+# --- ratings over time (optional) ----------------------------------------------------------
+WEEK = TrialConfig(rating_times_h=(4, 24, 72, 168))
+
+
+@pytest.fixture
+def rated(tables, make_ratings):
+    """The trial with a full ratings table (4, 24, 72, 168 h; items) but for P2/1 at 72 h."""
+    ratings = make_ratings(tables["sessions"], items=True).drop(index=10)
+    return TrialData(**tables, ratings=ratings, config=WEEK)
+
+
+def test_only_three_tables_are_required():
+    assert TABLES == ("participants", "sessions", "mrs") and OPTIONAL_TABLES == ("ratings",)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_ratings_round_trip_through_files(rated, tmp_path, fmt):
+    folder = rated.to_files(tmp_path / "trial", fmt=fmt)
+    assert (folder / f"ratings.{fmt}").is_file()
+    paths = {name: folder / f"{name}.{fmt}" for name in [*TABLES, *OPTIONAL_TABLES]}
+    for again in (
+        TrialData.from_files(**paths, config=WEEK),
+        TrialData.from_files(*paths.values(), config=WEEK),
+        TrialData.from_folder(folder, config=WEEK),
+    ):
+        assert_same(again, rated)
+        pd.testing.assert_frame_equal(again.ratings, rated.ratings)
+        pd.testing.assert_frame_equal(again.exclusions, rated.exclusions)
+    without = TrialData.from_files(*list(paths.values())[:3], config=WEEK)
+    assert without.ratings is None and without.exclusions.empty
+    assert TrialData.from_folder(folder, ratings=None, config=WEEK).ratings is None
+
+
+def test_ratings_files_follow_the_suffix_rules(rated, data, tmp_path):
+    """A folder without a ratings file has none; a TSV is read; two are ambiguous; a ratings
+    path given wins; an unreadable or missing file names table 'ratings'."""
+    data.to_files(tmp_path)
+    assert TrialData.from_folder(tmp_path).ratings is None
+    rated.ratings.to_csv(tmp_path / "ratings.TSV", sep="\t", index=False)
+    pd.testing.assert_frame_equal(
+        TrialData.from_folder(tmp_path, config=WEEK).ratings, rated.ratings
+    )
+    rated.ratings.to_parquet(tmp_path / "ratings.pq")
+    with pytest.raises(DataError, match=r"table 'ratings': expected one ratings file .*found"):
+        TrialData.from_folder(tmp_path, config=WEEK)
+    elsewhere = tmp_path / "other" / "r.csv"
+    elsewhere.parent.mkdir()
+    rated.ratings.iloc[:4].to_csv(elsewhere, index=False)
+    assert len(TrialData.from_folder(tmp_path, ratings=elsewhere, config=WEEK).ratings) == 4
+    with pytest.raises(DataError, match=r"table 'ratings': file .*nope.csv' does not exist"):
+        TrialData.from_folder(tmp_path, ratings=tmp_path / "nope.csv", config=WEEK)
+    elsewhere.write_text("participant,period,time_h,score\n")
+    with pytest.raises(DataError, match=r"table 'ratings': file .* has a header but no rows"):
+        TrialData.from_folder(tmp_path, ratings=elsewhere, config=WEEK)
+
+
+def test_replace_swaps_or_drops_the_ratings(rated, data):
+    assert_same(rated.replace(ratings=None), data)
+    assert rated.replace(ratings=None).ratings is None
+    fewer = rated.replace(ratings=rated.ratings[rated.ratings["time_h"] != 168.0])
+    assert len(fewer.ratings) == 23 and "1 session lacks the rating at 72 h, 8 at 168 h." in (
+        fewer.summary()
+    )
+    with pytest.raises(DataError, match=r"table 'ratings', column 'score'"):
+        rated.replace(ratings=rated.ratings.assign(score=99))
+    with pytest.raises(TypeError, match=r"not \['rating'\]"):
+        rated.replace(rating=rated.ratings)
+
+
+def test_ratings_in_the_views(rated, data):
+    """to_xarray: rating_* variables over (participant, period, time_h), NaN where missing;
+    describe: mean and SD per time; summary: counts and the missing times; coords: time_h."""
+    ds = rated.to_xarray()
+    assert ds["rating_score"].dims == ("participant", "period", "time_h")
+    assert ds["time_h"].values.tolist() == [4.0, 24.0, 72.0, 168.0]
+    assert ds["rating_score"].sel(participant="P2", period=1, time_h=4.0) == 20 + 3
+    assert np.isnan(ds["rating_score"].sel(participant="P2", period=1, time_h=72.0))
+    np.testing.assert_array_equal(
+        ds["rating_score"].sel(time_h=24.0), ds["madrs_day1"]
+    )  # the day-1 rating is the one at 24 h
+    assert "rating_item10" in ds and "time_h" not in data.to_xarray().dims
+    assert rated.coords["time_h"] == [4.0, 24.0, 72.0, 168.0] and "time_h" not in data.coords
+    d = rated.describe()
+    pd.testing.assert_frame_equal(d.iloc[:, :9], data.describe())
+    assert list(d.columns[9:11]) == ["rating_4h_mean", "rating_4h_std"]
+    assert d.at["placebo", "rating_24h_mean"] == pytest.approx(d.at["placebo", "day1_mean"])
+    assert d.at["naltrexone", "rating_168h_mean"] == pytest.approx(
+        d.at["naltrexone", "day1_mean"] - 2
+    )
+    summary = rated.summary()
+    assert "31 ratings at 4, 24, 72, 168 h; 1 session lacks the rating at 72 h." in summary
+    assert "kept: no rating at 72 h (1)" in summary
+    assert "ratings at" not in data.summary()

@@ -10,7 +10,7 @@ import pytest
 
 import kbayes as kb
 from kbayes import DataError, TrialConfig, TrialData
-from kbayes.validate import EXCLUSION_COLUMNS, NOT_RATED, validate_tables
+from kbayes.validate import DAY1_IN_SESSIONS_ONLY, EXCLUSION_COLUMNS, NOT_RATED, validate_tables
 
 # Fixture layout (conftest.trial_tables, 4 participants x 2 periods x 4 blocks):
 # sessions row 2 * (i - 1) + (period - 1) is participant P{i}; odd participants have placebo
@@ -606,3 +606,249 @@ def test_a_three_condition_trial_names_a_condition_or_period_outside_it():
         s.index != 2, 4))}  # fmt: skip
     with pytest.raises(DataError, match=r"table 'sessions', column 'period'.*1-3"):
         validate_tables(**late, config=three)
+
+
+# --- ratings over time (the optional fourth table) ------------------------------------------
+# ratings_table(sessions): row 4 * s + k is sessions row s at RATING_TIMES[k] (4, 24, 72, 168 h),
+# e.g. row 5 is P1, period 2, 24 h; score = madrs_day1 + (3, 0, -1, -2)[k].
+WEEK = TrialConfig(rating_times_h=(4, 24, 72, 168))
+
+
+def rated_tables(make_tables, make_ratings, *, items: bool = True) -> dict[str, pd.DataFrame]:
+    t = make_tables()
+    return t | {"ratings": make_ratings(t["sessions"], items=items)}
+
+
+RATING_CASES = [
+    pytest.param(
+        lambda t: put(t, "ratings", 3, "participant", " "),
+        "participant", ["row 3 (participant ' ', period 1, time_h 168.0)",
+                        "a non-empty participant ID"],
+        id="empty-participant",
+    ),
+    pytest.param(
+        lambda t: put(t, "ratings", 5, "period", 3),
+        "period", ["row 5 (participant 'P1', period 3, time_h 24.0): 3", "1-2 (TrialConfig"],
+        id="period-outside-the-design",
+    ),
+    pytest.param(
+        lambda t: put(t, "ratings", 6, "period", 1.5),
+        "period", ["row 6 (participant 'P1', period 1.5, time_h 72.0)", "whole number"],
+        id="fractional-period",
+    ),
+    pytest.param(
+        lambda t: put(t, "ratings", 6, "time_h", "day 3"),
+        "time_h", ["a finite number of hours", "row 6 (participant 'P1', period 2, "
+                   "time_h 'day 3'): 'day 3'"],
+        id="text-time",
+    ),
+    pytest.param(
+        lambda t: put(t, "ratings", 7, "time_h", np.inf),
+        "time_h", ["a finite number of hours", "row 7 (participant 'P1', period 2, time_h inf)"],
+        id="infinite-time",
+    ),
+    pytest.param(
+        lambda t: put(t, "ratings", 8, "time_h", np.nan),
+        "time_h", ["no missing values", "row 8 (participant 'P2', period 1, time_h nan)"],
+        id="missing-time",
+    ),
+    pytest.param(
+        lambda t: (put(t, "ratings", 0, "time_h", 0.0), put(t, "ratings", 4, "time_h", -2.0)),
+        "time_h", ["a rating before or at infusion start: the baseline is "
+                   "sessions.madrs_baseline", "2 rows failed",
+                   "row 0 (participant 'P1', period 1, time_h 0.0): 0.0",
+                   "row 4 (participant 'P1', period 2, time_h -2.0)"],
+        id="time-at-or-before-infusion-start",
+    ),
+    pytest.param(
+        lambda t: put(t, "ratings", 2, "time_h", 48.0),
+        "time_h", ["one of the scheduled times 4, 24, 72, 168 h (TrialConfig.rating_times_h)",
+                   "times found: 4, 24, 48, 72, 168 h",
+                   "row 2 (participant 'P1', period 1, time_h 48.0): 48.0"],
+        id="time-off-the-schedule",
+    ),
+    pytest.param(
+        lambda t: put(t, "ratings", 9, "score", 61),
+        "score", ["a whole number 0-60", "row 9 (participant 'P2', period 1, time_h 24.0): 61"],
+        id="score-above-60",
+    ),
+    pytest.param(
+        lambda t: put(t, "ratings", 10, "score", 12.5),
+        "score", ["whole number", "row 10 (participant 'P2', period 1, time_h 72.0): 12.5"],
+        id="fractional-score",
+    ),
+    pytest.param(
+        lambda t: put(t, "ratings", 11, "score", np.nan),
+        "score", ["no missing values", "row 11 (participant 'P2', period 1, time_h 168.0)"],
+        id="missing-score",
+    ),
+    pytest.param(
+        lambda t: put(t, "ratings", 12, "score", "twelve"),
+        "score", ["row 12 (participant 'P2', period 2, time_h 4.0): 'twelve'"],
+        id="text-score",
+    ),
+    pytest.param(
+        lambda t: put(t, "ratings", 13, "item3", 7),
+        "item3", ["a whole number 0-6", "row 13 (participant 'P2', period 2, time_h 24.0): 7"],
+        id="item-above-6",
+    ),
+    pytest.param(
+        lambda t: put(t, "ratings", 14, "item2", t["ratings"].at[14, "item2"] + 1),
+        "score", ["the sum of item1..item10", "row 14 (participant 'P2', period 2, time_h 72.0): "
+                  "score 11, items sum to 12"],
+        id="items-not-summing",
+    ),
+    pytest.param(
+        lambda t: drop(t, "ratings", "item4"),
+        "item4", ["a column named 'item4'", "found ['participant', 'period', 'time_h'"],
+        id="missing-item-column",
+    ),
+    pytest.param(
+        lambda t: drop(t, "ratings", "score"),
+        "score", ["a column named 'score'"],
+        id="missing-score-column",
+    ),
+    pytest.param(
+        lambda t: t.update(ratings=t["ratings"].iloc[:0]),
+        None, ["at least one row"],
+        id="no-rows",
+    ),
+    pytest.param(
+        lambda t: append_copy(t, "ratings", 1),
+        None, ["columns 'participant', 'period', 'time_h'", "one row per session",
+               "row 1 (participant 'P1', period 1, time_h 24.0)", "row 32 (participant 'P1'"],
+        id="two-ratings-at-one-time",
+    ),
+    pytest.param(
+        lambda t: replace(t, "ratings", "P4", "P9"),
+        None, ["columns 'participant', 'period'", "listed in table 'sessions'", "8 rows",
+               "row 24 (participant 'P9', period 1, time_h 4.0)", "and 3 more"],
+        id="rating-of-unknown-session",
+    ),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("mutate", "column", "expected"), RATING_CASES)
+def test_malformed_ratings_raise_a_data_error_naming_table_column_and_rows(
+    make_tables, make_ratings, mutate, column, expected
+):
+    tables = rated_tables(make_tables, make_ratings)
+    mutate(tables)
+    with pytest.raises(DataError) as err:
+        TrialData(**tables, config=WEEK)
+    msg = str(err.value)
+    assert "table 'ratings'" in msg
+    if column is not None:
+        assert f"column {column!r}" in msg
+    for text in expected:
+        assert text in msg, f"{text!r} not in:\n{msg}"
+    assert all(line.startswith("table 'ratings'") for line in msg.splitlines()), msg
+
+
+def test_every_failing_ratings_column_is_in_one_error(make_tables, make_ratings):
+    t = rated_tables(make_tables, make_ratings, items=False)
+    put(t, "ratings", 0, "time_h", -1.0)
+    put(t, "ratings", 1, "time_h", 36.0)
+    put(t, "ratings", 2, "score", 70)
+    put(t, "sessions", 0, "madrs_day1", 99)
+    with pytest.raises(DataError) as err:
+        TrialData(**t, config=WEEK)
+    heads = [line.split(":")[0] for line in str(err.value).splitlines()]
+    assert heads == [
+        "table 'sessions', column 'madrs_day1'",
+        "table 'ratings', column 'time_h'",
+        "table 'ratings', column 'time_h'",
+        "table 'ratings', column 'score'",
+    ]
+
+
+def test_ratings_must_be_a_dataframe(make_tables, make_ratings):
+    t = rated_tables(make_tables, make_ratings)
+    with pytest.raises(DataError, match="table 'ratings': expected a pandas DataFrame"):
+        TrialData(**t | {"ratings": t["ratings"].to_dict("records")}, config=WEEK)
+
+
+def test_valid_ratings_pass_with_canonical_dtypes_sorted(make_tables, make_ratings):
+    """Shuffled, with text numbers and an extra column: validated, typed, sorted by
+    participant, period and time, fresh index, the extra column kept, the input unchanged."""
+    t = rated_tables(make_tables, make_ratings)
+    expected = t["ratings"].assign(rater="AB")
+    given = expected.sample(frac=1, random_state=2).astype({"score": str, "period": float})
+    before = given.copy()
+    data = TrialData(**t | {"ratings": given}, config=WEEK)
+    pd.testing.assert_frame_equal(given, before)
+    assert data.exclusions.empty
+    r = data.ratings
+    assert list(r.columns[:4]) == ["participant", "period", "time_h", "score"]
+    assert pd.api.types.is_string_dtype(r["participant"]) and r["time_h"].dtype == np.float64
+    for col in ["period", "score", "item1", "item10"]:
+        assert r[col].dtype == np.int64, col
+    assert r.index.equals(pd.RangeIndex(len(r)))
+    pd.testing.assert_frame_equal(r, expected, check_dtype=False)
+    tables, exclusions = validate_tables(**t, config=WEEK)
+    assert set(tables) == {"participants", "sessions", "mrs", "ratings"} and exclusions.empty
+    assert TrialData(**make_tables()).ratings is None  # optional
+
+
+def test_default_schedule_is_the_day1_rating_and_column_mapping_applies(make_tables, make_ratings):
+    t = make_tables()
+    day1 = make_ratings(t["sessions"], (24.0,)).rename(columns={"participant": "subject"})
+    renamed = {k: df.rename(columns={"participant": "subject"}) for k, df in t.items()}
+    data = TrialData(**renamed, ratings=day1, columns={"subject": "participant"})
+    assert (data.ratings["score"] == data.sessions["madrs_day1"]).all()
+    with pytest.raises(DataError, match=r"scheduled times 24 h .*times found: 4, 24 h"):
+        TrialData(**t, ratings=make_ratings(t["sessions"], (4.0, 24.0)))
+
+
+def test_a_24h_rating_must_agree_with_the_sessions_day1_rating(make_tables, make_ratings):
+    """The day-1 rating is the one at 24 h: a different score there is an error naming both;
+    a session without madrs_day1 may have its 24 h rating in ratings only."""
+    t = rated_tables(make_tables, make_ratings, items=False)
+    put(t, "ratings", [5, 9], "score", 0)  # P1/2 and P2/1 at 24 h
+    with pytest.raises(DataError) as err:
+        TrialData(**t, config=WEEK)
+    (line,) = str(err.value).splitlines()
+    assert line.startswith("table 'ratings', column 'score': expected the session's madrs_day1")
+    assert "the two must agree; 2 rows failed" in line
+    assert (
+        "row 5 (participant 'P1', period 2, time_h 24.0): score 0, sessions' madrs_day1 19" in line
+    )
+    t = rated_tables(make_tables, make_ratings, items=False)
+    put(t, "sessions", 2, "madrs_day1", np.nan)  # P2/1 rated at 24 h in ratings only
+    data = TrialData(**t, config=WEEK)
+    assert not (data.exclusions["reason"] == DAY1_IN_SESSIONS_ONLY).any()
+    append_copy(t, "sessions", 0)  # a repeated session: its error, with the rating's rules run
+    with pytest.raises(DataError, match=r"table 'sessions', columns 'participant', 'period'"):
+        TrialData(**t, config=WEEK)
+
+
+def test_missing_ratings_are_kept_and_noted_with_their_times(make_tables, make_ratings, caplog):
+    """Times of the schedule without a row are missing (at random, given the model): each
+    such session is a "kept" note naming its missing times; the summary counts them per time;
+    a day-1 rating in sessions without the 24 h row is noted too, nothing is filled in."""
+    t = rated_tables(make_tables, make_ratings)
+    t["ratings"] = t["ratings"].drop(index=[2, 3, 7, 13, *range(16, 20)])
+    with caplog.at_level(logging.WARNING, logger="kbayes"):
+        data = TrialData(**t, config=WEEK)
+    assert len(data.ratings) == 24 and len(data.sessions) == 8
+    said = data.exclusions[["table", "participant", "period", "action", "reason"]]
+    assert said.values.tolist() == [
+        ["sessions", "P1", 1, "kept", "no rating at 72, 168 h"],
+        ["sessions", "P1", 2, "kept", "no rating at 168 h"],
+        ["sessions", "P2", 2, "kept", "no rating at 24 h"],
+        ["sessions", "P3", 1, "kept", "no rating at 4, 24, 72, 168 h"],
+        ["sessions", "P2", 2, "kept", DAY1_IN_SESSIONS_ONLY],
+        ["sessions", "P3", 1, "kept", DAY1_IN_SESSIONS_ONLY],
+    ]
+    summary = data.summary()
+    assert ("24 ratings at 4, 24, 72, 168 h; 1 session lacks the rating at 4 h, 2 at 24 h, "
+            "2 at 72 h, 3 at 168 h.") in summary  # fmt: skip
+    assert "kept: no rating at 72, 168 h (1)" in summary
+    assert f"kept: {DAY1_IN_SESSIONS_ONLY} (2)" in summary
+    assert "sessions: no rating at 4, 24, 72, 168 h (kept, 1 row: P3/1)" in caplog.text
+    assert data.sessions["madrs_day1"].notna().all()  # nothing filled or removed
+    no_day1 = TrialConfig(rating_times_h=(4, 72, 168))  # no 24 h in the schedule: no such note
+    t["ratings"] = t["ratings"][t["ratings"]["time_h"] != 24.0]
+    assert not (TrialData(**t, config=no_day1).exclusions["reason"] == DAY1_IN_SESSIONS_ONLY).any()
+    complete = TrialData(**rated_tables(make_tables, make_ratings), config=WEEK)
+    assert "32 ratings at 4, 24, 72, 168 h; every session has all of them." in complete.summary()
