@@ -247,7 +247,7 @@ def run_simulation(task: SimTask, setup: Setup) -> dict:
         divergences += div
         if stage1_post is not None:  # stage-1 draws of beta, paired by position (as kb.fit)
             post = xr.merge([post, stage1_post[list(extra_truth)]])
-        draws, true = _ranked(model, post, truth, small=tuple(spec.categorical))
+        draws, true = _ranked(model, post, truth, small=(*spec.categorical, *spec.index_dims))
         draws, true = extra_draws | draws, extra_truth | true
         est_draws = spec.estimand_values({v: post[v] for v in post.data_vars})
         est_true = spec.estimand_values(truth)

@@ -34,6 +34,16 @@ def _rating_times(times) -> tuple[float, ...]:
     return out
 
 
+#: TrialConfig fields in words (the report's configuration table).
+FIELD_WORDS = {
+    "conditions": "conditions (reference first)", "sexes": "sex codes",
+    "scale": "rating scale", "score_max": "highest total score", "n_items": "items",
+    "item_max": "highest item score", "metabolite": "fMRS outcome", "drug": "challenge drug",
+    "infusion_min": "infusion length (min)", "crlb_max": "CRLB cut-off (%)",
+    "design": "design", "periods": "periods", "rating_times_h": "rating times (h)",
+}  # fmt: skip
+
+
 @dataclass(frozen=True)
 class TrialConfig:
     """Names, codes and ranges of one trial (a crossover or parallel groups).

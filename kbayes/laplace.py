@@ -194,7 +194,8 @@ class LaplaceEngine:
         """A batched function: unconstrained draws (draws x k) -> constrained scalars."""
         m = self.model
         scalars = [v for v in (*m.free_RVs, *m.deterministics)  # and what estimands index
-                   if v.type.ndim == 0 or v.name in self.spec.categorical_coefficients]  # fmt: skip
+                   if v.type.ndim == 0 or v.name in self.spec.categorical_coefficients
+                   or v.name in self.spec.coefficient_dims]  # fmt: skip
         outs = m.replace_rvs_by_values(scalars)
         used = [v for v in self._values if v in set(ancestors(outs))]
         self._draw_index = np.concatenate(

@@ -52,7 +52,7 @@ import xarray as xr
 from matplotlib.figure import Figure
 
 from kbayes import plots
-from kbayes.config import TrialConfig
+from kbayes.config import FIELD_WORDS, TrialConfig
 from kbayes.data import TrialData
 from kbayes.diagnostics import Verdict, check
 from kbayes.index_dims import CONTRAST_SUFFIX
@@ -341,7 +341,7 @@ def _data_section(idata: xr.DataTree, data: TrialData | None) -> Section:
     config = trial_config(idata)
     if config:
         rows = [
-            {"setting": _CONFIG_WORDS.get(k, k),
+            {"setting": FIELD_WORDS.get(k, k),
              "value": ", ".join(map(str, v)) if isinstance(v, list) else v}
             for k, v in config.items()
         ]  # fmt: skip
@@ -355,16 +355,6 @@ def _data_section(idata: xr.DataTree, data: TrialData | None) -> Section:
     else:
         s.parts.append(("p", "No exclusions recorded."))
     return s
-
-
-#: TrialConfig fields in words, for the report's configuration table.
-_CONFIG_WORDS = {
-    "conditions": "conditions (reference first)", "sexes": "sex codes",
-    "scale": "rating scale", "score_max": "highest total score", "n_items": "items",
-    "item_max": "highest item score", "metabolite": "fMRS outcome", "drug": "challenge drug",
-    "infusion_min": "infusion length (min)", "crlb_max": "CRLB cut-off (%)",
-    "design": "design", "periods": "periods",
-}  # fmt: skip
 
 
 def _described(column: str) -> str:

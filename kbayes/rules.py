@@ -7,7 +7,7 @@ A rule is a value, written in a small grammar over the spec's estimand names::
     atom := "(" rule ")" | "P(" event ")" cmp number
     event := name cmp number ["%"] | "in_rope(" name ")" | name "in" "[" number "," number "]"
     cmp  := "<" | "<=" | ">" | ">="
-    name := word ["[" word+ "]"]   (a condition or contrast: ntx_glu[nalmefene])
+    name := word ["[" level ("," level)* "]"]   (ntx_glu[nalmefene], ntx_imp_total[24 h])
 
 ``P(ntx_glu < 0) > 0.95`` holds when more than 95 % of the posterior of ``ntx_glu`` lies
 below 0. ``in_rope(name)`` uses the spec's region of practical equivalence (ROPE) of that
@@ -375,18 +375,25 @@ class _Parser:
         return parts[0] if len(parts) == 1 else _Node("and", tuple(parts))
 
     def _name(self) -> str:
-        """An estimand name, with its condition or contrast in brackets where it has one per
-        pretreatment: ``ntx_glu[nalmefene]``, ``ntx_glu[nalmefene vs naltrexone]``."""
+        """An estimand name, with its levels in brackets where it has several:
+        ``ntx_glu[nalmefene]``, ``ntx_glu[nalmefene vs naltrexone]``, ``ntx_imp_total[24 h]``."""
         name = self._take("word")
         after = self.tokens[self.i + 1 : self.i + 2]
-        if self._peek() != "[" or not after or after[0][0] != "word":
+        if self._peek() != "[" or not after or after[0][0] not in ("word", "num"):
             return name
         self.i += 1
-        words = [self._take("word")]
-        while self._peek() != "]":
-            words.append(self._take("word"))
+        parts: list[str] = []
+        while self._peek() not in ("]", None):
+            kind, value = self.tokens[self.i]
+            if value == "," and parts:
+                parts[-1] += ","
+            elif kind in ("word", "num"):
+                parts.append(value)
+            else:
+                raise self._error("a level name, a number or ']'")
+            self.i += 1
         self._take("punct", "]")
-        return f"{name}[{' '.join(words)}]"
+        return f"{name}[{' '.join(parts)}]"
 
     def _atom(self) -> Any:
         if self._peek() == "(":

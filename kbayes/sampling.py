@@ -207,7 +207,8 @@ def sample_scalars(
         adaptation=spec.adaptation,
     )  # fmt: skip
     names = [v.name for v in (*entry.model.free_RVs, *entry.model.deterministics)
-             if v.ndim == 0 or v.name in spec.categorical_coefficients]  # fmt: skip
+             if v.ndim == 0 or v.name in spec.categorical_coefficients
+             or v.name in spec.coefficient_dims]  # fmt: skip
     draw_tables, stat_tables = trace.get_arrow_trace()  # one table per chain, tuning first
     kept = [~np.asarray(t.column("tuning"), dtype=bool) for t in stat_tables]
 

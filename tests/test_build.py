@@ -512,7 +512,9 @@ def test_a_trajectory_at_24_hours_is_the_day1_model(example):
     for _ in range(3):
         point = {k: v + 0.2 * rng.standard_normal(np.shape(v))
                  for k, v in models[0].initial_point().items()}  # fmt: skip
-        shaped = {k: np.reshape(point[k], np.shape(v)) for k, v in models[1].initial_point().items()}
+        shaped = {
+            k: np.reshape(point[k], np.shape(v)) for k, v in models[1].initial_point().items()
+        }
         assert logp[1](shaped) == pytest.approx(logp[0](point), rel=1e-12)
     four = _load("trajectory").for_trial(kb.TrialConfig(rating_times_h=(4, 24, 72, 168)))
     assert four.index_dims == {"time": ("4 h", "24 h", "72 h", "168 h")}

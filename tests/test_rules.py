@@ -122,3 +122,14 @@ def test_a_rule_names_a_pretreatment_of_several():
         Rule("P(ntx_glu < 0) > 0.9").check(spec)
     with pytest.raises(kb.SpecError, match="not an estimand"):
         Rule("P(ntx_glu[nope] < 0) > 0.9").check(spec)
+
+
+def test_a_rule_names_a_rating_time():
+    """A trajectory's estimands are named by time, ``ntx_imp_total[24 h]`` (the number and
+    the unit are read as the level's name), also with a condition."""
+    rule = Rule("P(ntx_imp_total[24 h] < 0) > 0.95 | P(ntx_imp_total[nalmefene, 168 h] < -3) > 0.5")
+    assert rule.estimands == ("ntx_imp_total[24 h]", "ntx_imp_total[nalmefene, 168 h]")
+    spec = kb.load_spec("trajectory").for_trial(kb.TrialConfig(rating_times_h=(4, 24)))
+    Rule("P(ntx_imp_total[24 h] < 0) > 0.95").check(spec)
+    with pytest.raises(kb.SpecError, match=r"e.g. ntx_imp_total\[4 h\]"):
+        Rule("P(ntx_imp_total < 0) > 0.95").check(spec)

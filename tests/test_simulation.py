@@ -441,3 +441,25 @@ def test_a_three_condition_crossover_is_simulated_with_each_condition_once():
     assert abs(latent["nalmefene"] - latent["placebo"] - 0.02) < 4 * se
     true = sim.truth.estimands("glutamate")
     assert true["ntx_glu[nalmefene vs naltrexone]"] == pytest.approx(0.06)
+
+
+def test_ratings_at_several_times_follow_each_times_truth():
+    """A trial rated at 4, 24, 72 and 168 h: a ``ratings`` table with a row per session and
+    time (its 24 h scores the sessions' madrs_day1), each time's mean improvement under
+    placebo near that time's gamma0 (n = 400), and rated at 24 h only the draws are those of
+    the day-1 simulator."""
+    times = (4.0, 24.0, 72.0, 168.0)
+    config = kb.TrialConfig(rating_times_h=times)
+    truth = Truth(gamma0={4: 6.0, 24: 12.0, 72: 9.0, 168: 3.0}, gamma_B=0.0)
+    sim = simulate(Design(n=400, dropout=0.0, config=config), truth, seed=5)
+    r = sim.ratings
+    assert len(r) == len(sim.sessions) * 4 and sorted(r["time_h"].unique()) == list(times)
+    at24 = r[r["time_h"] == 24].merge(sim.sessions, on=["participant", "period"])
+    assert (at24["score"] == at24["madrs_day1"]).all()
+    placebo = r.merge(sim.sessions, on=["participant", "period"]).query("condition == 'placebo'")
+    mean = (placebo["madrs_baseline"] - placebo["score"]).groupby(placebo["time_h"]).mean()
+    for t, g0 in zip(times, (6.0, 12.0, 9.0, 3.0), strict=True):  # + slope x mean change (0)
+        assert abs(mean[t] - g0) < 1.0, (t, mean[t])
+    day1 = simulate(Design(n=20), TRUTH, seed=3)
+    same = simulate(Design(n=20, config=kb.TrialConfig(rating_times_h=(24,))), TRUTH, seed=3)
+    assert same.ratings is None and same.sessions.equals(day1.sessions)
