@@ -136,11 +136,12 @@ def coded_arrays(
     every covariate lives here: validated tables and power's simulated arrays both come
     through it."""
     check_units(spec, config)
-    if spec.design != config.design or spec.actives != spec.for_trial(config).actives:
+    if spec.for_trial(config) is not spec:
+        times = f", rated at {list(spec.times_h)} h" if spec.times_h else ""
         raise SpecError(
             f"spec {spec.name!r} is for a {spec.design} trial of "
-            f"{len(spec.actives) + 1 if spec.actives else 2} conditions and this one is a "
-            f"{config.design} one of {len(config.conditions)} conditions: use "
+            f"{len(spec.actives) + 1 if spec.actives else 2} conditions{times} and this one "
+            f"is a {config.design} one of {len(config.conditions)} conditions: use "
             "spec.for_trial(config) (kb.fit, kb.power and kb.calibrate do)"
         )
     labels = [f"{ids[i]}/{q}" for i, q in zip(session_participant, period, strict=True)]
@@ -203,7 +204,7 @@ def coded_arrays(
 def _ratings(spec: ModelSpec, data: TrialData, s_index: Mapping) -> tuple | None:
     """A trajectory's ratings from the ``ratings`` table: (session index, time in h, score)
     per row; None without that table or for another outcome."""
-    table = getattr(data, "ratings", None)
+    table = data.ratings
     if spec.outcome != "trajectory" or table is None:
         return None
     keys = zip(table["participant"], table["period"], strict=True)

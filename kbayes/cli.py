@@ -149,7 +149,8 @@ def _print_result(idata) -> kb.Verdict:
     console.print(verdict.for_cli())
     table = estimands(idata)
     columns = ["unit", "mean", "hdi_low", "hdi_high"]
-    console.print(table[columns].to_string(float_format="{:.3g}".format), soft_wrap=True)
+    text = table[columns].to_string(float_format="{:.3g}".format)
+    console.print(text, soft_wrap=True, markup=False)  # rows are named ntx_glu[nalmefene]
     return verdict
 
 
@@ -251,12 +252,14 @@ def simulate(
     design: Annotated[
         Path | None, typer.Option(help=escape("TOML with [design] and [truth] tables."))
     ] = None,
-    out: Annotated[Path, typer.Option(help="Folder for the three CSV tables.")] = Path(
-        "kbayes-sim"
-    ),
+    out: Annotated[Path, typer.Option(help="Folder for the CSV tables.")] = Path("kbayes-sim"),
     seed: int = 1,
+    config: ConfigOption = None,
 ) -> None:
-    """Simulate a trial (defaults shaped like Jelen et al. 2025) and write its tables."""
+    """Simulate a trial (defaults shaped like Jelen et al. 2025) and write its tables (and a
+    ratings table when the trial is rated at several times)."""
+    import dataclasses
+
     import kbayes as kb
     from kbayes.design import from_table
 
@@ -266,11 +269,11 @@ def simulate(
         raise kb.ConfigError(
             f"{design}: unknown tables {sorted(unknown)}; expected [design] and [truth]"
         )
-    data = kb.simulate(
-        from_table(kb.Design, spec.get("design", {}), f"{design} [design]"),
-        from_table(kb.Truth, spec.get("truth", {}), f"{design} [truth]"),
-        seed=seed,
-    )
+    trial = from_table(kb.Design, spec.get("design", {}), f"{design} [design]")
+    if config is not None:
+        trial = dataclasses.replace(trial, config=_config(config))
+    data = kb.simulate(trial, from_table(kb.Truth, spec.get("truth", {}), f"{design} [truth]"),
+                       seed=seed)  # fmt: skip
     data.to_files(out)
     console.print(data.summary())
     console.print(f"Tables written to [bold]{out}[/]")
@@ -293,7 +296,7 @@ def power(
     table, csv, png = run_file(design, out=out, scheduler=scheduler, workers=workers,
                                store=store, serial=serial, config=_config(config))  # fmt: skip
     text = table.drop(columns="rmse").to_string(index=False, float_format="{:.3g}".format)
-    console.print(text, soft_wrap=True)
+    console.print(text, soft_wrap=True, markup=False)
     console.print(f"Table: [bold]{csv}[/]  Figure: [bold]{png}[/]")
 
 

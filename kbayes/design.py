@@ -34,12 +34,21 @@ INDEXED_FIELDS = ("beta_N", "beta_NM", "gamma0", "gamma_N", "gamma_M", "gamma_NM
                   "gamma_DN", "gamma_B", "gamma_P")  # fmt: skip
 
 
+def _time_key(key: Any) -> str:
+    """A level's name: a condition as given, a rating time in hours as its coord (``4``,
+    ``"4"`` or ``"4 h"`` -> ``"4 h"``)."""
+    try:
+        return f"{float(str(key).removesuffix('h').strip()):g} h"
+    except ValueError:
+        return str(key)
+
+
 def _levels(name: str, value: Mapping, depth: int = 0) -> dict:
     """A ``{level: value}`` Truth field as plain data: conditions by name, rating times as
     their coords (``4`` or ``"4 h"`` -> ``"4 h"``), one level of nesting (time, condition)."""
     out = {}
     for key, x in value.items():
-        key = f"{key:g} h" if isinstance(key, int | float) else str(key)
+        key = _time_key(key)
         nested = isinstance(x, Mapping) and depth == 0
         out[key] = _levels(name, x, 1) if nested else x
         if not nested:

@@ -78,7 +78,8 @@ def estimand_draws(
     combination of their levels, ``ntx_glu[nalmefene]``, ``ntx_imp_total[naltrexone, 4 h]``,
     and, with ``contrasts``, per contrast between pretreatments,
     ``ntx_glu[nalmefene vs naltrexone]``, each labelled as such; a name may also be one of
-    those. Attrs: ``label``, ``unit``, ``estimand`` (the spec's name)."""
+    those. Attrs: ``label``, ``unit``, ``estimand`` (the spec's name) and ``at`` (dim ->
+    level of a row with index dims)."""
     out = {}
     for name in names:
         base, _, coord = name.partition("[")
@@ -97,9 +98,9 @@ def estimand_draws(
             for combo in itertools.product(*levels):
                 cell = ", ".join(combo)
                 if coord in ("", f"{cell}]"):
-                    attrs = da.attrs | {"label": labels.get(cell, f"{base} [{cell}]"),
-                                        "estimand": base}  # fmt: skip
                     at = dict(zip(extra, combo, strict=True))
+                    attrs = da.attrs | {"label": labels.get(cell, f"{base} [{cell}]"),
+                                        "estimand": base, "at": at}  # fmt: skip
                     out[f"{base}[{cell}]"] = da.sel(at, drop=True).assign_attrs(attrs)
                     found = True
         if not found:

@@ -440,13 +440,11 @@ def add_estimands(idata: xr.DataTree, spec: ModelSpec, data: TrialData) -> None:
         pairs = spec.contrasts(name)
         others = [(d, levels) for d, levels in axes if d != CONDITION]
         axes = [(CONTRAST, [pair for pair, *_ in pairs]), *others]
-        label = {}
+        label = {}  # "b vs a[, time]": b's label, minus (divided by) that under a
         for pair, b, a, ratio in pairs:
             for cell, text in _labels(est.label, names | {"active": b}, others).items():
                 how = "divided by" if ratio else "minus"
-                label[", ".join([pair, *cell.split(", ")[: len(others)]]) if others else pair] = (
-                    f"{text}, {how} that under {a}"
-                )
+                label[f"{pair}, {cell}" if cell else pair] = f"{text}, {how} that under {a}"
         post[name + CONTRAST_SUFFIX] = _gathered(values, name, axes).assign_attrs(
             attrs, contrast_of=name, labels=json.dumps(label)
         )

@@ -15,6 +15,7 @@ import pandas as pd
 import xarray as xr
 
 from kbayes.config import TrialConfig
+from kbayes.index_dims import CONDITION, TIME
 from kbayes.results import estimand_draws, estimand_names, result_spec, trial_config
 from kbayes.spec import level_name
 
@@ -216,8 +217,10 @@ def answers(idata: xr.DataTree, *, ci_prob: float | None = None) -> pd.DataFrame
             draws = da.to_numpy().ravel()
             p_yes = float((draws < q.threshold).mean() if q.below else (draws > q.threshold).mean())
             answer = next(words for low, words in ANSWER_WORDS if round(p_yes, 2) >= low)
-            level = str(name).partition("[")[2].removesuffix("]")
-            question = q.ask.format(**names | ({"active": level} if level else {}))
+            at = da.attrs.get("at", {})
+            fill = names | ({"active": at[CONDITION]} if CONDITION in at else {})
+            fill |= {"time": at[TIME]} if TIME in at else {}
+            question = q.ask.format(**fill)
             side = f"P({'<' if q.below else '>'} {q.threshold:g}) {_prob(p_yes)}"
             numbers = _sentence(table.loc[name], table.attrs["ci_prob"], ())  # one P only
             text = f"{question} {answer} ({side}). {numbers}"
@@ -225,7 +228,7 @@ def answers(idata: xr.DataTree, *, ci_prob: float | None = None) -> pd.DataFrame
                 text += " With half or more of it in the ROPE, the effect may be too small"
                 text += " to matter."
             if q.note:
-                text += f" {q.note.format(**names | ({'active': level} if level else {}))}"
+                text += f" {q.note.format(**fill)}"
             rows.append({"question": question, "estimand": str(name), "p_yes": p_yes,
                          "answer": answer, "text": text})  # fmt: skip
     return pd.DataFrame(rows, columns=["question", "estimand", "p_yes", "answer", "text"])

@@ -380,4 +380,6 @@ def test_a_trajectory_recovers_each_times_pretreatment_effect():
     assert table.loc["ntx_imp_total[24 h]", "hdi_high"] < 0
     draws = dt["posterior"]["ntx_imp_total"]
     assert draws.dims == ("chain", "draw", "time")
+    asked = kb.answers(dt)["question"].tolist()
+    assert "Did naltrexone reduce the improvement at 168 h after ketamine?" in asked
     assert float((draws.sel(time="168 h") > draws.sel(time="24 h")).mean()) > 0.9
