@@ -22,6 +22,7 @@ def test_checks_name_what_is_wrong():
     assert check_expr("derived.d", "__import__('os')", set())[0].startswith("derived.d: cannot")
     assert check_placeholders("label", "{active} per {step:g}", {"step": 0.01}) == []
     assert check_placeholders("label", "{actve}", {}) == [
-        "label: {actve} is neither a trial name (active, reference, metabolite, scale, drug) "
+        "label: {actve} is neither a trial name (active, reference, metabolite, scale, drug, "
+        "time) "
         "nor a constant of this spec"
     ]

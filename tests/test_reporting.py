@@ -264,7 +264,8 @@ def test_a_three_condition_report_answers_each_pretreatment(tmp_path):
     and the per-condition plots draw a line per condition."""
     three = kb.TrialConfig(conditions=("placebo", "naltrexone", "nalmefene"))
     sim = kb.simulate(kb.Design(n=18, config=three), kb.Truth(), seed=4)
-    dt = kb.fit(sim, "joint", seed=1, draws=100, tune=100, chains=2, progress=False)
+    dt = kb.fit(sim, "joint", seed=1, draws=100, tune=100, chains=2, progress=False,
+                posterior_predictive=False, log_prior=False)  # fmt: skip
     text = html.unescape(report(dt, tmp_path / "three.html").read_text())
     assert "Naltrexone and nalmefene vs placebo before ketamine" in text
     for active in ("naltrexone", "nalmefene"):
