@@ -567,6 +567,7 @@ def calibrate(
                          f"at least thin ({thin})")  # fmt: skip
     template = _template(design, spec, seed)
     spec = spec.for_trial(template.config)
+    settings["target_accept"] = spec.target_accept  # the design's (a parallel trial: 0.95)
     stage1 = (load_spec(spec.first_stage).for_trial(template.config)
               if spec.delta == "two_stage" else None)  # fmt: skip
     dglx = np.zeros(len(template.sessions)) if stage1 is not None else None

@@ -188,7 +188,9 @@ def fit(
     draws: int = 2000,
     tune: int = 1000,
     chains: int = 4,
-    target_accept: float = 0.9,
+    target_accept: Annotated[
+        float | None, typer.Option(help="NUTS target acceptance (default: the spec's).")
+    ] = None,
     seed: int = 1,
 ) -> None:
     """Fit a model to trial data and save the result (netCDF)."""

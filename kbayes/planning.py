@@ -400,6 +400,8 @@ def run_points(
     for fields, d in points:
         sizes = look_sizes(d.n, looks) if looks else ()
         point_spec = specs_of[_trial(d)]
+        if engine != "laplace":  # the design's target acceptance (a parallel trial: 0.95)
+            settings = settings | {"target_accept": point_spec.target_accept}
         data = {"spec": point_spec.hash, "design": dataclasses.asdict(d), "truth": prior.key}
         data |= {"looks": sizes} if sizes else {}  # one analysis: the keys of before looks
         key = digest(data)  # seeds: the same simulated trials for every engine and rule

@@ -109,7 +109,7 @@ def sample(
     chains: int = 4,
     seed: int | np.random.Generator | None = None,
     sampler: str = "nutpie",
-    target_accept: float = 0.9,
+    target_accept: float | None = None,
     progress: bool = True,
     cores: int | None = None,
     save_warmup: bool = True,
@@ -125,6 +125,7 @@ def sample(
         raise ValueError(f"sampler must be one of {SAMPLERS}, not {sampler!r}")
     entry = compiled_model(spec, inputs)
     seed = sampler_seed(seed)
+    target_accept = spec.target_accept if target_accept is None else target_accept
     start = time.perf_counter()
     if sampler == "nutpie":
         import nutpie
@@ -188,7 +189,7 @@ def sample_scalars(
     tune: int,
     chains: int,
     seed: int,
-    target_accept: float = 0.9,
+    target_accept: float | None = None,
 ) -> tuple[dict[str, np.ndarray], int, pm.Model]:
     """NUTS (nutpie, one core) draws of the model's scalar variables (and categorical
     coefficients, whose levels estimands use), without a DataTree.
@@ -201,6 +202,7 @@ def sample_scalars(
     import nutpie
 
     entry = compiled_model(spec, inputs)
+    target_accept = spec.target_accept if target_accept is None else target_accept
     trace = nutpie.sample(
         _nutpie_model(entry, inputs), draws=draws, tune=tune, chains=chains, seed=seed,
         target_accept=target_accept, progress_bar=False, cores=1, return_raw_trace=True,
@@ -238,7 +240,7 @@ def fit(
     chains: int = 4,
     seed: int | np.random.Generator | None = None,
     sampler: str = "nutpie",
-    target_accept: float = 0.9,
+    target_accept: float | None = None,
     prior: bool = False,
     log_likelihood: bool = True,
     posterior_predictive: bool = True,
@@ -264,8 +266,9 @@ def fit(
     sampler : {"nutpie", "pymc"}, default "nutpie"
         nutpie (compiled once per data shape) or PyMC's own NUTS implementation
         (``pm.sample(nuts_sampler="pymc")``, for comparison).
-    target_accept : float, default 0.9
-        Target acceptance rate of NUTS step-size adaptation.
+    target_accept : float, optional
+        Target acceptance rate of NUTS step-size adaptation; default the spec's
+        (``spec.target_accept``: 0.9, for a parallel trial 0.95).
     prior : bool, default False
         Also draw from the prior and prior predictive (groups ``prior``, ``prior_predictive``;
         ordered cutpoints from their restricted prior, :func:`sample_prior`).

@@ -90,6 +90,10 @@ UNSEPARABLE: dict[str, dict[str, tuple[str, ...]]] = {
 #: parallel trial the improvement intercept and glutamate slope can be correlated 0.99
 #: (docs/calibration.md), a ridge a diagonal mass matrix crawls along.
 ADAPTATION = {"crossover": "diag", "parallel": "low_rank"}
+#: NUTS's target acceptance per design, unless the spec sets ``target_accept`` (a fit's
+#: ``target_accept`` overrides it): in a parallel trial 0.9 left 5 of 100 SBC fits with
+#: divergences, 0.95 none (docs/calibration.md).
+TARGET_ACCEPT = {"crossover": 0.9, "parallel": 0.95}
 TOP_KEYS = {
     "schema_version": int,
     "extends": str,
@@ -114,6 +118,7 @@ TOP_KEYS = {
     "questions": list,
     "design": str,
     "adaptation": str,
+    "target_accept": float,
     "conditions": list,
     "outcome": str,
     "times_h": list,
@@ -164,6 +169,8 @@ class ModelSpec:
     dropped: tuple[str, ...] = ()
     #: nutpie's mass-matrix adaptation (``"diag"`` or ``"low_rank"``; :data:`ADAPTATION`).
     adaptation: str = "diag"
+    #: NUTS's default target acceptance (:data:`TARGET_ACCEPT`).
+    target_accept: float = 0.9
     #: The pretreatments of a trial with more than two conditions (``conditions`` minus the
     #: reference; :meth:`for_trial`): each has its own effects, a ``condition`` dim over
     #: them; empty with two conditions.
@@ -559,6 +566,10 @@ def parse_spec(source: dict, origin: str = "<dict>") -> ModelSpec:
     adaptation = source.get("adaptation", ADAPTATION[design])
     if adaptation not in ("diag", "low_rank"):
         errors.append(f"adaptation: expected 'diag' or 'low_rank', got {adaptation!r}")
+    target_accept = source.get("target_accept", TARGET_ACCEPT[design])
+    if not isinstance(target_accept, int | float) or not 0 < target_accept < 1:
+        errors.append(f"target_accept: must be between 0 and 1, got {target_accept!r}")
+        target_accept = TARGET_ACCEPT[design]
     dropped = [term_coefficient(lv, t) for lv, ts in terms.items() for t in ts
                if set(t.split(":")) & set(left_out["parts"])]  # fmt: skip
     terms = {lv: tuple(t for t in ts if not set(t.split(":")) & set(left_out["parts"]))
@@ -705,6 +716,7 @@ def parse_spec(source: dict, origin: str = "<dict>") -> ModelSpec:
         design=design,
         dropped=tuple(dropped),
         adaptation=adaptation,
+        target_accept=float(target_accept),
         actives=actives,
         outcome=outcome,
         times_h=times_h,

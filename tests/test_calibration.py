@@ -313,3 +313,4 @@ def test_a_parallel_design_is_calibrated_for_its_own_spec():
     quantities = set(result.uniformity.index)
     assert {"ntx_glu", "u_sigma", "a_sigma"} <= quantities
     assert not {"e_sigma", "v_sigma", "a_session_sigma", "beta_P", "gamma_P"} & quantities
+    assert result.settings["target_accept"] == 0.95  # the parallel design's default

@@ -633,6 +633,11 @@ def test_a_parallel_design_leaves_out_what_one_session_cannot_separate():
     assert parse_spec(both).adaptation == "diag"
     with pytest.raises(kb.SpecError, match="adaptation: expected 'diag' or 'low_rank'"):
         parse_spec(builtin_source("joint") | {"adaptation": "dense"})
+    # NUTS's target acceptance: 0.95 for the parallel design's divergences
+    assert (joint.target_accept, parallel.target_accept) == (0.9, 0.95)
+    assert parse_spec(both | {"target_accept": 0.8}).target_accept == 0.8
+    with pytest.raises(kb.SpecError, match="target_accept: must be between 0 and 1"):
+        parse_spec(builtin_source("joint") | {"target_accept": 1.5})
 
 
 def test_a_spec_for_three_conditions_has_one_effect_per_pretreatment():
