@@ -156,3 +156,45 @@ def indexed_values(
             value = value / other if name in ratios else value - other
         out[row] = value
     return out
+
+
+#: What the improvement level models: the day-1 improvement (one rating per session), or
+#: the improvement at each rating time (``trajectory``; docs/models.md).
+OUTCOMES = ("day1", "trajectory")
+
+
+def parse_outcome(source: dict, levels: tuple[str, ...], errors: list[str]) -> tuple[str, tuple]:
+    """The spec's ``outcome`` and a trajectory's ``times_h`` (problems to ``errors``)."""
+    outcome, times = source.get("outcome", "day1"), source.get("times_h")
+    if outcome not in OUTCOMES:
+        errors.append(f"outcome: expected one of {OUTCOMES}, got {outcome!r}")
+        return "day1", ()
+    if outcome == "day1":
+        if times is not None:
+            errors.append("times_h: only a trajectory (outcome = 'trajectory') has rating times")
+        return outcome, ()
+    if "improvement" not in levels or "items" in levels:
+        errors.append("outcome: a trajectory needs the improvement level (and no items level)")
+    hours = times if times is not None else [24.0]
+    ok = (isinstance(hours, list) and hours and all(isinstance(h, int | float) and h > 0
+          for h in hours) and list(hours) == sorted(set(hours)))  # fmt: skip
+    if not ok:
+        errors.append(f"times_h: expected increasing rating times in hours > 0, got {times!r}")
+        return outcome, (24.0,)
+    return outcome, tuple(float(h) for h in hours)
+
+
+def parse_actives(conditions: Any, levels: tuple[str, ...], errors: list[str]) -> tuple[str, ...]:
+    """The pretreatments of a ``conditions`` list (the reference first) of more than two
+    names, else ``()``; problems appended to ``errors``."""
+    if conditions is None:
+        return ()
+    ok = (isinstance(conditions, list) and len(conditions) >= 2
+          and all(isinstance(c, str) and c for c in conditions)
+          and len(set(conditions)) == len(conditions))  # fmt: skip
+    if not ok:
+        errors.append(f"conditions: expected two or more distinct names, got {conditions!r}")
+        return ()
+    if len(conditions) > 2 and "items" in levels:
+        errors.append("conditions: the items level models two conditions (reference, active)")
+    return tuple(conditions[1:]) if len(conditions) > 2 else ()

@@ -40,6 +40,8 @@ from kbayes.index_dims import (
     dependent_dims,
     estimand_cells,
     indexed_values,
+    parse_actives,
+    parse_outcome,
     time_label,
 )
 from kbayes.terms import (
@@ -88,7 +90,8 @@ UNSEPARABLE: dict[str, dict[str, tuple[str, ...]]] = {
 }
 #: nutpie's mass-matrix adaptation per design, unless the spec sets ``adaptation``: in a
 #: parallel trial the improvement intercept and glutamate slope can be correlated 0.99
-#: (docs/calibration.md), a ridge a diagonal mass matrix crawls along.
+#: (docs/calibration.md), a ridge a diagonal mass matrix crawls along. A spec with several
+#: pretreatments or rating times adapts low-rank in either design (docs/calibration.md).
 ADAPTATION = {"crossover": "diag", "parallel": "low_rank"}
 #: NUTS's target acceptance per design, unless the spec sets ``target_accept`` (a fit's
 #: ``target_accept`` overrides it): in a parallel trial 0.9 left 5 of 100 SBC fits with
@@ -123,9 +126,6 @@ TOP_KEYS = {
     "outcome": str,
     "times_h": list,
 }
-#: What the improvement level models: the day-1 improvement (one rating per session), or
-#: the improvement at each rating time (``trajectory``; docs/models.md).
-OUTCOMES = ("day1", "trajectory")
 #: Keys of ``[units]``: the TrialConfig names whose units a spec's numbers are in.
 UNIT_KEYS = ("metabolite", "scale")
 PRIOR_META = {"distribution", "dims", "centered", "transform"}
@@ -563,9 +563,6 @@ def parse_spec(source: dict, origin: str = "<dict>") -> ModelSpec:
         errors.append(f"design: expected one of {tuple(UNSEPARABLE)}, got {design!r}")
         design = "crossover"
     left_out, extra_constants = UNSEPARABLE[design], {}
-    adaptation = source.get("adaptation", ADAPTATION[design])
-    if adaptation not in ("diag", "low_rank"):
-        errors.append(f"adaptation: expected 'diag' or 'low_rank', got {adaptation!r}")
     target_accept = source.get("target_accept", TARGET_ACCEPT[design])
     if not isinstance(target_accept, int | float) or not 0 < target_accept < 1:
         errors.append(f"target_accept: must be between 0 and 1, got {target_accept!r}")
@@ -578,9 +575,13 @@ def parse_spec(source: dict, origin: str = "<dict>") -> ModelSpec:
         errors.append(f"correlated_effects: a {design} trial cannot separate u from v")
     covariates = parse_covariates(source.get("covariates", {}), used, errors)
     categorical = {name for name, how in covariates.items() if "levels" in how}
-    actives = _actives(source.get("conditions"), levels, errors)
+    actives = parse_actives(source.get("conditions"), levels, errors)
     categorical |= {CONDITION} if actives else set()
-    outcome, times_h = _outcome(source, levels, errors)
+    outcome, times_h = parse_outcome(source, levels, errors)
+    indexed = bool(actives) or len(times_h) > 1  # more coefficients along one ridge
+    adaptation = source.get("adaptation", "low_rank" if indexed else ADAPTATION[design])
+    if adaptation not in ("diag", "low_rank"):
+        errors.append(f"adaptation: expected 'diag' or 'low_rank', got {adaptation!r}")
     dims_allowed = (*DIMS, *sorted(categorical), *((TIME,) if times_h else ()))
     coefficient_dims = {}  # a categorical term's coefficient has the dim of its levels
     for level, ts in terms.items():
@@ -721,43 +722,6 @@ def parse_spec(source: dict, origin: str = "<dict>") -> ModelSpec:
         outcome=outcome,
         times_h=times_h,
     )
-
-
-def _outcome(source: dict, levels: tuple[str, ...], errors: list[str]) -> tuple[str, tuple]:
-    """The spec's ``outcome`` and a trajectory's ``times_h`` (problems to ``errors``)."""
-    outcome, times = source.get("outcome", "day1"), source.get("times_h")
-    if outcome not in OUTCOMES:
-        errors.append(f"outcome: expected one of {OUTCOMES}, got {outcome!r}")
-        return "day1", ()
-    if outcome == "day1":
-        if times is not None:
-            errors.append("times_h: only a trajectory (outcome = 'trajectory') has rating times")
-        return outcome, ()
-    if "improvement" not in levels or "items" in levels:
-        errors.append("outcome: a trajectory needs the improvement level (and no items level)")
-    hours = times if times is not None else [24.0]
-    ok = (isinstance(hours, list) and hours and all(isinstance(h, int | float) and h > 0
-          for h in hours) and list(hours) == sorted(set(hours)))  # fmt: skip
-    if not ok:
-        errors.append(f"times_h: expected increasing rating times in hours > 0, got {times!r}")
-        return outcome, (24.0,)
-    return outcome, tuple(float(h) for h in hours)
-
-
-def _actives(conditions: Any, levels: tuple[str, ...], errors: list[str]) -> tuple[str, ...]:
-    """The pretreatments of a ``conditions`` list (the reference first) of more than two
-    names, else ``()``; problems appended to ``errors``."""
-    if conditions is None:
-        return ()
-    ok = (isinstance(conditions, list) and len(conditions) >= 2
-          and all(isinstance(c, str) and c for c in conditions)
-          and len(set(conditions)) == len(conditions))  # fmt: skip
-    if not ok:
-        errors.append(f"conditions: expected two or more distinct names, got {conditions!r}")
-        return ()
-    if len(conditions) > 2 and "items" in levels:
-        errors.append("conditions: the items level models two conditions (reference, active)")
-    return tuple(conditions[1:]) if len(conditions) > 2 else ()
 
 
 _PARSED: dict[str, ModelSpec] = {}

@@ -648,6 +648,7 @@ def test_a_spec_for_three_conditions_has_one_effect_per_pretreatment():
     assert joint.for_trial(kb.TrialConfig()) is joint
     three = joint.for_trial(kb.TrialConfig(conditions=("placebo", "naltrexone", "nalmefene")))
     assert three.actives == ("naltrexone", "nalmefene") and three.hash != joint.hash
+    assert (joint.adaptation, three.adaptation) == ("diag", "low_rank")  # docs/calibration.md
     assert three.priors["gamma_DN"].dims == ("condition",)
     assert three.priors["gamma_D"].dims is None
     assert three.estimand_dims["slope_placebo"] == ()
