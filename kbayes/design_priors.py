@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from kbayes.design import Truth
+from kbayes.index_dims import INDEX_DIMS
 from kbayes.replicates import digest
 
 
@@ -101,8 +102,9 @@ class PosteriorTruth:
     """Truths from a fitted posterior: each replicate takes one posterior draw at random.
 
     Every Truth field that is a scalar posterior variable (the fields carry the model's
-    names) is set from that draw; the rest are ``base``'s. ``sigma_mrs`` is a
-    :class:`~kbayes.Design` field and stays the design's.
+    names) is set from that draw, one with a value per pretreatment or rating time (a
+    ``condition`` or ``time`` dim) as ``{level: value}``; the rest are ``base``'s.
+    ``sigma_mrs`` is a :class:`~kbayes.Design` field and stays the design's.
     """
 
     dt: Any
@@ -112,8 +114,14 @@ class PosteriorTruth:
         post = self.dt.posterior
         cols = {}
         for name in self.base.params:
-            if name in post.data_vars and post[name].ndim == 2:
-                cols[name] = post[name].values.reshape(-1)
+            if name not in post.data_vars:
+                continue
+            da = post[name]
+            if da.ndim == 2:
+                cols[name] = da.values.reshape(-1)
+            elif da.ndim == 3 and da.dims[2] in INDEX_DIMS:
+                for level in da[da.dims[2]].values.tolist():
+                    cols[f"{name}[{level}]"] = da.sel({da.dims[2]: level}).values.reshape(-1)
         return pd.DataFrame(cols)
 
     @property
@@ -125,7 +133,14 @@ class PosteriorTruth:
     def draw(self, seed: np.random.SeedSequence) -> Truth:
         table = self._table()
         row = table.iloc[int(np.random.default_rng(seed).integers(len(table)))]
-        return self.base.updated(row.astype(float).to_dict())
+        values: dict[str, Any] = {}
+        for column, value in row.astype(float).items():
+            name, _, level = column.partition("[")
+            if level:
+                values.setdefault(name, {})[level.removesuffix("]")] = value
+            else:
+                values[name] = value
+        return self.base.updated(values)
 
 
 def design_prior(truth: Any) -> DesignPrior:

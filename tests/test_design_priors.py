@@ -29,3 +29,18 @@ def test_design_priors_draw_per_replicate_and_repeat():
     dt = xr.DataTree.from_dict({"posterior": post})
     drawn = [PosteriorTruth(dt).draw(s) for s in seeds]
     assert all(t.v_sigma == -t.gamma_N for t in drawn), "one posterior draw sets both fields"
+
+
+def test_a_posterior_with_several_pretreatments_gives_each_its_effect():
+    """A posterior whose pretreatment effect has a condition dim gives each replicate's
+    truth one value per condition, from one draw (nothing of it dropped)."""
+    draws = np.stack([np.linspace(-0.04, 0.0, 50), np.linspace(-0.02, 0.02, 50)], axis=-1)
+    post = xr.Dataset(
+        {"beta_N": (("chain", "draw", "condition"), draws[None]),
+         "gamma0": (("chain", "draw"), np.linspace(10, 14, 50)[None])},
+        coords={"condition": ["naltrexone", "nalmefene"]},
+    )  # fmt: skip
+    prior = PosteriorTruth(xr.DataTree.from_dict({"posterior": post}))
+    truth = prior.draw(np.random.SeedSequence(4))
+    k = int(np.argmin(np.abs(np.linspace(10, 14, 50) - truth.gamma0)))
+    assert truth.beta_N == {"naltrexone": draws[k, 0], "nalmefene": draws[k, 1]}
